@@ -1,0 +1,156 @@
+package payretry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Class says what the outcome of one attempt means for a payment call.
+type Class int
+
+// The classes of DESIGN.md §2. A Policy decides, per class, whether and how to
+// retry (see [Rule]).
+const (
+	ClassSuccess       Class = iota // 2xx
+	ClassBadRequest                 // 400: fix the request
+	ClassUnauthorized               // 401: credentials rejected; retried once after Policy.RefreshAuth
+	ClassForbidden                  // 403: not allowed (also compliance holds)
+	ClassNotFound                   // 404
+	ClassConflict                   // 409: state conflict or key in use
+	ClassUnprocessable              // 422: business rule violated, or a key reused with another payload
+	ClassRateLimited                // 429
+	ClassServerError                // 5xx
+	ClassTimeout                    // no answer after the request was written: outcome unknown
+	ClassNetwork                    // the request provably never left (dial, DNS, TLS handshake, refused)
+	ClassCanceled                   // the caller's context was canceled or its deadline passed
+	ClassOther                      // anything else: 1xx, 3xx, other 4xx
+)
+
+var classNames = [...]string{
+	ClassSuccess:       "success",
+	ClassBadRequest:    "bad request",
+	ClassUnauthorized:  "unauthorized",
+	ClassForbidden:     "forbidden",
+	ClassNotFound:      "not found",
+	ClassConflict:      "conflict",
+	ClassUnprocessable: "unprocessable",
+	ClassRateLimited:   "rate limited",
+	ClassServerError:   "server error",
+	ClassTimeout:       "timeout",
+	ClassNetwork:       "network",
+	ClassCanceled:      "canceled",
+	ClassOther:         "other",
+}
+
+// String returns the class's lower-case name, such as "rate limited".
+func (c Class) String() string {
+	if c >= 0 && int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Classify is the status- and transport-level default classification, before
+// any provider rule: 2xx is success, 400/401/403/404/409/422/429 and 5xx have
+// classes of their own, other statuses are [ClassOther].
+//
+// For an error it tells the request that provably never left ([ClassNetwork]:
+// dial, DNS, TLS handshake, connection refused) from one whose outcome is
+// unknown ([ClassTimeout]: time-outs, resets and EOF, which may come after the
+// provider received the request). The caller's own cancellation or deadline is
+// [ClassCanceled]. It decides from error types, never from error text; the
+// Transport then corrects the class with what it saw on the wire (see
+// [Transport]).
+func Classify(resp *http.Response, err error) Class {
+	if err != nil {
+		return classifyErr(err)
+	}
+	if resp == nil {
+		return ClassOther
+	}
+	switch s := resp.StatusCode; {
+	case s >= 200 && s <= 299:
+		return ClassSuccess
+	case s == http.StatusBadRequest:
+		return ClassBadRequest
+	case s == http.StatusUnauthorized:
+		return ClassUnauthorized
+	case s == http.StatusForbidden:
+		return ClassForbidden
+	case s == http.StatusNotFound:
+		return ClassNotFound
+	case s == http.StatusConflict:
+		return ClassConflict
+	case s == http.StatusUnprocessableEntity:
+		return ClassUnprocessable
+	case s == http.StatusTooManyRequests:
+		return ClassRateLimited
+	case s >= 500 && s <= 599:
+		return ClassServerError
+	}
+	return ClassOther
+}
+
+func classifyErr(err error) Class {
+	// Attempt time-outs come first: they also match context.DeadlineExceeded.
+	if errors.Is(err, ErrAttemptTimeout) {
+		return ClassTimeout
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ClassCanceled
+	}
+	if neverSent(err) {
+		return ClassNetwork
+	}
+	return ClassTimeout
+}
+
+// neverSent reports whether err shows, by its type, that no request was
+// written: a failed dial or name lookup, a refused connection, or a failed TLS
+// handshake.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
+		return true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var (
+		rh    tls.RecordHeaderError
+		alert tls.AlertError
+		cv    *tls.CertificateVerificationError
+		ua    x509.UnknownAuthorityError
+		hn    x509.HostnameError
+		ci    x509.CertificateInvalidError
+	)
+	return errors.As(err, &rh) || errors.As(err, &alert) || errors.As(err, &cv) ||
+		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+}
+
+// isCompliance reports whether a provider's code or message describes a
+// compliance review or a request for information, which is never retried
+// (seed 002_3e18af4f20d976a0.txt: "Do not retry an open RFI").
+func isCompliance(code, msg string) bool {
+	for _, tok := range strings.FieldsFunc(strings.ToUpper(code), func(r rune) bool {
+		return r == '_' || r == '-' || r == '.' || r == ' ' || r == ':'
+	}) {
+		if tok == "RFI" || strings.HasPrefix(tok, "COMPLIANCE") {
+			return true
+		}
+	}
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "request for information") || strings.Contains(m, "compliance review") ||
+		strings.Contains(m, "compliance hold")
+}

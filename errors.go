@@ -1,0 +1,153 @@
+package payretry
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ErrAttemptTimeout is the cause of an attempt cut short by Policy.AttemptTimeout
+// or by the end of Policy.MaxElapsedTime. errors.Is also matches it against
+// [context.DeadlineExceeded], as for any other deadline.
+var ErrAttemptTimeout error = attemptTimeoutError{}
+
+// ErrBodyNotReplayable is reported (in [Attempt.Err] and as the cause of an
+// [Error] when no response was received) when a retry was needed but the request
+// body could not be sent again: it had no GetBody and was larger than
+// Policy.MaxBufferedBody. payretry never retries with an empty body.
+var ErrBodyNotReplayable = errors.New("payretry: request body cannot be replayed")
+
+type attemptTimeoutError struct{}
+
+func (attemptTimeoutError) Error() string   { return "payretry: attempt timed out" }
+func (attemptTimeoutError) Timeout() bool   { return true }
+func (attemptTimeoutError) Temporary() bool { return true }
+func (attemptTimeoutError) Is(target error) bool {
+	return target == context.DeadlineExceeded
+}
+
+// Error describes a payment call that did not succeed. RoundTrip returns it
+// when no response was obtained; [CheckResponse] builds it from a non-2xx
+// response. Its text never contains header values, credentials, idempotency
+// keys or request bodies, so it is safe to log.
+type Error struct {
+	Provider       string // Policy.Name of the transport ("" if unknown)
+	Class          Class  // what the outcome means, after the policy's refinement
+	StatusCode     int    // 0 when no response was received
+	Code           string // provider's machine-readable code from the body (errorCode, reason_code, ...)
+	Message        string // provider's human message (detail, message, title, ...)
+	Attempts       int    // attempts made in the logical call, the first included
+	IdempotencyKey string // key carried by the last attempt ("" if none)
+	RequestID      string // provider's request id header, if any
+	// OutcomeUnknown is true when the provider may have executed the operation:
+	// reconcile (webhook, lookup by IdempotencyKey) before acting again.
+	OutcomeUnknown bool
+	Err            error // cause; errors.Is and errors.As reach through it
+}
+
+// Error returns a one-line description: provider, class, status, the
+// provider's code and message, attempts and cause.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("payretry: ")
+	if e.Provider != "" {
+		b.WriteString(e.Provider)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Class.String())
+	if e.StatusCode != 0 || e.Code != "" {
+		b.WriteString(" (")
+		if e.StatusCode != 0 {
+			b.WriteString(strconv.Itoa(e.StatusCode))
+			if e.Code != "" {
+				b.WriteByte(' ')
+			}
+		}
+		b.WriteString(e.Code)
+		b.WriteByte(')')
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.Attempts > 1 {
+		b.WriteString(" after ")
+		b.WriteString(strconv.Itoa(e.Attempts))
+		b.WriteString(" attempts")
+	}
+	if e.OutcomeUnknown {
+		b.WriteString(" (outcome unknown: reconcile before retrying)")
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// requestIDHeaders are the response headers that carry a provider's request id,
+// in order of preference. seed 002_3e18af4f20d976a0.txt: Verto's Vfx-Api-Call-Id.
+var requestIDHeaders = [...]string{"Vfx-Api-Call-Id", "Request-Id", "X-Request-Id"}
+
+func requestID(h http.Header) string {
+	for _, k := range requestIDHeaders {
+		if v := h.Get(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// CheckResponse returns nil for a 2xx response and otherwise an *Error decoded
+// from it: class, status, the provider's code and message from the body (Verto
+// errorCode, SmartRetry reason_code and RFC 9457 problem+json, KeyStone detail
+// in both its shapes, ORZCash code/message), the request id and, when resp came
+// from a [Transport], the attempts, the key of the last attempt, the class as
+// refined by the policy and whether the outcome is unknown. resp.Body stays
+// readable from its start.
+func CheckResponse(resp *http.Response) error {
+	if resp == nil {
+		return &Error{Class: ClassOther, Message: "no response"}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	code, msg := decodeError(peekBody(resp))
+	e := &Error{
+		Class:      Classify(resp, nil),
+		StatusCode: resp.StatusCode,
+		Code:       code,
+		Message:    msg,
+		Attempts:   1,
+		RequestID:  requestID(resp.Header),
+	}
+	if resp.Request != nil {
+		if o, ok := resp.Request.Context().Value(outcomeKey{}).(*outcome); ok {
+			e.Provider = o.provider
+			e.Class = o.class
+			e.Attempts = o.attempts
+			e.IdempotencyKey = o.key
+			e.OutcomeUnknown = o.unknown
+		} else {
+			e.IdempotencyKey = resp.Request.Header.Get("Idempotency-Key")
+		}
+	}
+	return e
+}
+
+// outcome is attached to the request of a final non-2xx response returned by a
+// Transport, so that CheckResponse can report what the transport knew.
+type outcome struct {
+	provider string
+	class    Class
+	attempts int
+	key      string
+	unknown  bool
+}
+
+type outcomeKey struct{}

@@ -1,0 +1,131 @@
+package payretry
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/google/uuid"
+)
+
+// newKey returns a random (version 4) UUID read from crypto/rand, as
+// seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
+// Idempotency-Key draft recommends.
+func newKey() string { return uuid.NewString() }
+
+// safeMethod reports whether a method is safe to send twice without a key:
+// GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1). PUT and DELETE are
+// idempotent in HTTP terms, but a payment API may give them side effects, so
+// like net/http's own retry logic payretry treats them as writes.
+func safeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// jsonObject reports whether body is one valid JSON object, the only shape in
+// which a key field can be placed.
+func jsonObject(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// jsonField returns the string value of a top-level field of a JSON object.
+func jsonField(body []byte, field string) (string, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return "", false
+	}
+	raw, ok := m[field]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || s == "" {
+		return "", false
+	}
+	return s, true
+}
+
+// withJSONField returns a copy of the JSON object body with its top-level
+// field set to value. When the field is absent it is inserted first and the
+// caller's bytes follow unchanged.
+func withJSONField(body []byte, field, value string) []byte {
+	name, _ := json.Marshal(field)
+	val, _ := json.Marshal(value)
+	if _, ok := jsonField(body, field); !ok {
+		b := bytes.TrimLeft(body, " \t\r\n")[1:] // after '{'
+		out := make([]byte, 0, len(body)+len(name)+len(val)+2)
+		out = append(out, '{')
+		out = append(out, name...)
+		out = append(out, ':')
+		out = append(out, val...)
+		if rest := bytes.TrimLeft(b, " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, b...)
+	}
+	var m map[string]json.RawMessage
+	json.Unmarshal(body, &m)
+	m[field] = val
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// wantsKey reports whether the policy gives this call's method a key.
+func (c *call) wantsKey() bool {
+	return slices.Contains(c.t.p.KeyMethods, c.req.Method)
+}
+
+// prepareHeaders chooses the key of the call, once, before the first attempt,
+// and the correlation id: a key or id the caller set is kept.
+func (c *call) prepareHeaders() {
+	p := &c.t.p
+	var add [2][2]string
+	n := 0
+	switch {
+	case p.IdempotencyHeader != "":
+		if v := c.req.Header.Get(p.IdempotencyHeader); v != "" {
+			c.key = v
+		} else if c.wantsKey() {
+			c.key = newKey()
+			add[n] = [2]string{p.IdempotencyHeader, c.key}
+			n++
+		}
+	case p.IdempotencyField != "" && c.inMemory && jsonObject(c.buf):
+		if v, ok := jsonField(c.buf, p.IdempotencyField); ok {
+			c.key = v
+		} else if c.wantsKey() {
+			c.key = newKey()
+			c.buf = withJSONField(c.buf, p.IdempotencyField, c.key)
+		}
+	}
+	if c.key == "" {
+		// A key the caller set in a standard header makes the call safe to
+		// replay even when the policy does not manage keys.
+		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
+			if v := c.req.Header.Get(h); v != "" {
+				c.key = v
+				break
+			}
+		}
+	}
+	if h := p.CorrelationHeader; h != "" && c.req.Header.Get(h) == "" {
+		add[n] = [2]string{h, newKey()}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	hdr := make(http.Header, len(c.req.Header)+n)
+	for k, v := range c.req.Header {
+		hdr[k] = v // values are shared, never modified
+	}
+	for _, kv := range add[:n] {
+		hdr[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+	}
+	c.header = hdr
+}

@@ -1,0 +1,241 @@
+package payretry
+
+import (
+	"net/http"
+	"time"
+)
+
+// The presets below follow the providers' own documents, kept in
+// shared/seeds/; each rule cites the file it comes from. Every preset keeps the
+// invariants of [Policy.Rules]: a write without a key is retried only when it
+// provably never left, and after an unknown outcome the key never changes.
+
+// ORZCash returns the policy of the ORZCash Access API.
+//
+// ORZCash stores every response under its Idempotency-Key, failures included,
+// and replays it for 24 hours, so a retry after a 5xx or a 429 must carry a
+// new key; after a time-out the same key is kept, since the first request may
+// have executed. A key the caller set is used for the first attempt and
+// replaced for such retries: the key of the last attempt is in
+// resp.Request.Header, [Error.IdempotencyKey] and [Attempt.IdempotencyKey].
+func ORZCash() Policy {
+	return Policy{
+		Name: "orzcash",
+		// seed 000_44e1dbe989a58fef.txt: "Retries should have an exponential
+		// backoff and/or jitter."
+		MaxAttempts:         4,
+		InitialInterval:     500 * time.Millisecond,
+		MaxInterval:         8 * time.Second,
+		Multiplier:          2,
+		RandomizationFactor: 0.5,
+		MaxElapsedTime:      time.Minute,
+		MaxRetryAfter:       time.Minute,
+		// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header
+		// to your POST request"; "A UUID key".
+		IdempotencyHeader: "Idempotency-Key",
+		KeyMethods:        []string{http.MethodPost},
+		Rules: map[Class]Rule{
+			// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails
+			// with the following HTTP status codes should be retried ... 5xx
+			// ... 429", and "a new idempotency key should be provided as all
+			// requests with the same idempotency key returns the same result,
+			// including 500 requests."
+			ClassServerError: {Retry: true, NewKey: true},
+			ClassRateLimited: {Retry: true, NewKey: true},
+			// seed 001_06ccf73c19d45813.txt: "If a transient error or a
+			// time-out occurred and the action was not completed in the
+			// previous request, the subsequent retry pushes the action to its
+			// completion": after a time-out, the same key.
+			ClassTimeout: {Retry: true},
+			// A request that never left reached no idempotency store.
+			ClassNetwork: {Retry: true},
+			// Everything else (400, 401, 403, 404, 409, 422) is not in
+			// seed 000's list: not retried.
+		},
+	}
+}
+
+// Verto returns the policy of the Verto API.
+//
+// Every write carries an Idempotency-Key, kept on every attempt, and every
+// call a Vfx-Correlation-Id, made once per logical call. A 5xx is retried
+// after 5-10 seconds; a 401 once, after Policy.RefreshAuth (set it to renew
+// the bearer token); an open RFI or compliance review never.
+func Verto() Policy {
+	return Policy{
+		Name:                "verto",
+		MaxAttempts:         4,
+		InitialInterval:     time.Second,
+		MaxInterval:         10 * time.Second,
+		Multiplier:          2,
+		RandomizationFactor: 0.5,
+		MaxElapsedTime:      time.Minute,
+		MaxRetryAfter:       time.Minute,
+		// seed 002_3e18af4f20d976a0.txt: "Send an Idempotency-Key on any
+		// write request that can create a financial side effect."
+		IdempotencyHeader: "Idempotency-Key",
+		KeyMethods:        []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+		// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id ... Mandatory. A
+		// unique GUID provided by you to track a logical operation", "retry
+		// with the same logical tracking IDs".
+		CorrelationHeader: "Vfx-Correlation-Id",
+		Classify:          classifyVerto,
+		Rules: map[Class]Rule{
+			// seed 002_3e18af4f20d976a0.txt: "401/403 ... Refresh Token";
+			// "Authentication or permission failure (401 / 403): Usually no".
+			// A 401 is retried once after the token refresh; a 403 (such as
+			// ROUTE_NOT_AVAILABLE: "Contact your account manager") is not.
+			ClassUnauthorized: {Retry: true},
+			// seed 002_3e18af4f20d976a0.txt: "429 ... Wait. Implement
+			// exponential backoff."
+			ClassRateLimited: {Retry: true},
+			// seed 002_3e18af4f20d976a0.txt: "5xx ... Retry Safely. Use your
+			// Idempotency-Key and wait 5-10 seconds."
+			ClassServerError: {Retry: true, MinWait: 5 * time.Second, MaxWait: 10 * time.Second},
+			// seed 002_3e18af4f20d976a0.txt: "Network timeout / unknown
+			// result: Yes, carefully. Retry with the same Idempotency-Key".
+			ClassTimeout: {Retry: true},
+			ClassNetwork: {Retry: true},
+			// seed 002_3e18af4f20d976a0.txt: "400 ... Don't Retry"; "Compliance
+			// review or RFI open: No" (enforced for every policy).
+		},
+	}
+}
+
+// classifyVerto refines the status with the errorCode of Verto's error
+// dictionary (seed 002_3e18af4f20d976a0.txt).
+func classifyVerto(resp *http.Response, err error) Class {
+	c := Classify(resp, err)
+	if resp == nil || c == ClassSuccess {
+		return c
+	}
+	code, _ := decodeError(peekBody(resp))
+	switch code {
+	case "INSUFFICIENT_FUNDS", "INVALID_CURRENCY", "VALIDATION_ERROR":
+		return ClassBadRequest
+	case "WALLET_NOT_FOUND":
+		return ClassNotFound
+	case "ROUTE_NOT_AVAILABLE":
+		return ClassForbidden
+	}
+	return c
+}
+
+// KeyStone returns the policy of the KeyStone settlement API.
+//
+// The key travels in the JSON body as "idempotency_key" and is kept on every
+// attempt: a replay answers 200 with the existing settlement. A 401 is retried
+// once after Policy.RefreshAuth; 400, 404, 409 and 422 never.
+func KeyStone() Policy {
+	return Policy{
+		Name: "keystone",
+		// seed 003_61ff3aaf39fde65e.txt: "5xx server error: Yes, Exponential
+		// backoff".
+		MaxAttempts:         4,
+		InitialInterval:     500 * time.Millisecond,
+		MaxInterval:         10 * time.Second,
+		Multiplier:          2,
+		RandomizationFactor: 0.5,
+		MaxElapsedTime:      time.Minute,
+		MaxRetryAfter:       time.Minute,
+		// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent
+		// via idempotency_key" (a body field); "Subsequent calls: returns the
+		// existing settlement (200)".
+		IdempotencyField: "idempotency_key",
+		KeyMethods:       []string{http.MethodPost},
+		Classify:         classifyKeyStone,
+		Rules: map[Class]Rule{
+			// seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Yes, Refresh
+			// token first, then retry".
+			ClassUnauthorized: {Retry: true},
+			ClassServerError:  {Retry: true},
+			// seed 003_61ff3aaf39fde65e.txt: "Network timeout: Yes, Retry with
+			// same idempotency key".
+			ClassTimeout: {Retry: true},
+			ClassNetwork: {Retry: true},
+			// Not in the document; DESIGN.md §2: 429 is retried for all four.
+			ClassRateLimited: {Retry: true},
+			// seed 003_61ff3aaf39fde65e.txt: "400/422 Validation: No", "409
+			// Conflict: No, Check current state", "404 Not Found: No".
+		},
+	}
+}
+
+// classifyKeyStone reads KeyStone's {"detail": ...} bodies
+// (seed 003_61ff3aaf39fde65e.txt): an expired JWT is a 401 whatever the
+// status, and a list-shaped detail is a validation error (422).
+func classifyKeyStone(resp *http.Response, err error) Class {
+	c := Classify(resp, err)
+	if resp == nil || c == ClassSuccess || c == ClassServerError {
+		return c
+	}
+	b := peekBody(resp)
+	if _, msg := decodeError(b); c == ClassForbidden && containsFold(msg, "expired jwt") {
+		return ClassUnauthorized
+	}
+	if c == ClassBadRequest && listDetail(b) {
+		return ClassUnprocessable
+	}
+	return c
+}
+
+// SmartRetry returns the policy of the SmartRetry payments API.
+//
+// POSTs carry an Idempotency-Key. 429 and 500, 502, 503 and 504 are retried
+// with a backoff from 1 s doubling to at most 60 s with 10 % jitter, up to 5
+// retries, honouring Retry-After. A 409 to a keyed request often means the
+// original succeeded: it is returned at once and [CheckResponse] reports
+// OutcomeUnknown. A 401 is never retried.
+func SmartRetry() Policy {
+	return Policy{
+		Name: "smartretry",
+		// seed 004_ca1457097c2eedaa.txt: "base_delay = 1", "max_delay = 60",
+		// "Add 10% jitter", 5 retries.
+		MaxAttempts:         6,
+		InitialInterval:     time.Second,
+		MaxInterval:         60 * time.Second,
+		Multiplier:          2,
+		RandomizationFactor: 0.1,
+		MaxElapsedTime:      2 * time.Minute,
+		MaxRetryAfter:       time.Minute,
+		// seed 004_ca1457097c2eedaa.txt: "Always include an Idempotency-Key
+		// header on POST requests."
+		IdempotencyHeader: "Idempotency-Key",
+		KeyMethods:        []string{http.MethodPost},
+		Classify:          classifySmartRetry,
+		Rules: map[Class]Rule{
+			// seed 004_ca1457097c2eedaa.txt: "429 Yes Use Retry-After header".
+			ClassRateLimited: {Retry: true},
+			// seed 004_ca1457097c2eedaa.txt: "500/502/504 Yes Exponential
+			// backoff", "503 Yes Use Retry-After if present"; other 5xx are
+			// not in the matrix.
+			ClassServerError: {Retry: true, Statuses: []int{500, 502, 503, 504}},
+			// seed 004_ca1457097c2eedaa.txt: "a 409 Conflict with an
+			// idempotency key often means the original request succeeded.
+			// Check the response body for the transaction ID before
+			// retrying."
+			ClassConflict: {OutcomeUnknown: true},
+			// Not in the document; DESIGN.md §2: time-outs are retried with
+			// the same key by all four, and a request that never left may
+			// always be sent again.
+			ClassTimeout: {Retry: true},
+			ClassNetwork: {Retry: true},
+			// seed 004_ca1457097c2eedaa.txt: "400 No", "401 No Check API key",
+			// "404 No".
+		},
+	}
+}
+
+// classifySmartRetry reads RFC 9457 problem details with SmartRetry's
+// reason_code (seed 004_ca1457097c2eedaa.txt): RATE_LIMIT_EXCEEDED is a rate
+// limit whatever the status.
+func classifySmartRetry(resp *http.Response, err error) Class {
+	c := Classify(resp, err)
+	if resp == nil || c == ClassSuccess || c == ClassRateLimited {
+		return c
+	}
+	if code, _ := decodeError(peekBody(resp)); code == "RATE_LIMIT_EXCEEDED" {
+		return ClassRateLimited
+	}
+	return c
+}

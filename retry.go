@@ -1,0 +1,555 @@
+package payretry
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Transport is an [http.RoundTripper] that retries payment calls by the rules
+// of its [Policy]: it classifies each outcome, waits with exponential backoff
+// and jitter or as long as the provider's Retry-After asks, and carries the
+// idempotency key the provider needs on every attempt.
+//
+// RoundTrip keeps the [http.RoundTripper] contract: whenever the final attempt
+// got a response, of any status, it is returned with a nil error and a
+// readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
+// resp.Request is the request of the final attempt, so its header shows the
+// key it carried. When no response was obtained, RoundTrip returns nil and an
+// [*Error] whose OutcomeUnknown says whether a write may have reached the
+// provider.
+//
+// The caller's request is never modified. A Transport is safe for concurrent
+// use by many goroutines; create it with [NewTransport].
+type Transport struct {
+	base  http.RoundTripper
+	p     Policy
+	rules [numClasses]Rule
+
+	// Seams for tests; never nil.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+	rand  func() float64 // in [0, 1)
+}
+
+// NewTransport returns a Transport that sends requests through base (nil means
+// [http.DefaultTransport]) with the retry rules of p. An invalid policy is an
+// error naming the field.
+func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
+	p, err := p.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64}
+	for c, r := range p.Rules {
+		t.rules[c] = r
+	}
+	return t, nil
+}
+
+// Policy returns a copy of the transport's policy, defaults applied.
+func (t *Transport) Policy() Policy { return t.p }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// WaitSource says where the wait before a retry came from.
+type WaitSource int
+
+// Sources of a wait.
+const (
+	WaitNone       WaitSource = iota // no wait: no retry, or a retry at once
+	WaitBackoff                      // exponential backoff with jitter
+	WaitRetryAfter                   // the provider's Retry-After
+	WaitRateLimit                    // the provider's rate-limit reset
+)
+
+// String returns "none", "backoff", "retry-after" or "rate-limit".
+func (s WaitSource) String() string {
+	switch s {
+	case WaitBackoff:
+		return "backoff"
+	case WaitRetryAfter:
+		return "retry-after"
+	case WaitRateLimit:
+		return "rate-limit"
+	}
+	return "none"
+}
+
+// Attempt describes one attempt of a logical call, for Policy.OnAttempt.
+type Attempt struct {
+	Provider       string // Policy.Name
+	Number         int    // 1 for the first attempt
+	Method         string
+	Class          Class
+	StatusCode     int    // 0 when no response was received
+	Code           string // provider's error code from the body, if any
+	Err            error  // transport error, when no response was received
+	IdempotencyKey string // key this attempt carried ("" if none)
+	Retry          bool   // another attempt follows
+	Wait           time.Duration
+	WaitSource     WaitSource
+	Reason         string // why no attempt follows, when Retry is false and the call failed
+}
+
+const (
+	traceGetConn uint32 = 1 << iota
+	traceWrote
+)
+
+// call is the state of one logical call.
+type call struct {
+	t     *Transport
+	req   *http.Request // the caller's; never modified
+	ctx   context.Context
+	start time.Time
+	write bool // not a safe method: its outcome matters
+
+	header http.Header // header of the attempts, nil = req.Header
+
+	// body
+	hasBody    bool
+	buf        []byte // whole body in memory (buffered, or with a key field)
+	inMemory   bool
+	replayable bool
+	first      io.ReadCloser // body of the first attempt when not req.Body
+
+	key       string // key carried; "" if none
+	keyPinned bool   // an attempt had an unknown outcome: the key must not change
+	unknown   bool   // a write may have reached the provider
+	attempts  int
+	refreshed bool
+
+	trace *httptrace.ClientTrace
+	flags atomic.Uint32
+
+	bo *backoff.ExponentialBackOff
+}
+
+// RoundTrip sends req, retrying as the policy allows. See [Transport].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := &call{t: t, req: req, ctx: req.Context(), write: !safeMethod(req.Method)}
+	if err := c.ctx.Err(); err != nil {
+		closeBody(req)
+		return nil, c.fail(ClassCanceled, err)
+	}
+	c.start = t.now()
+	if err := c.prepareBody(); err != nil {
+		return nil, c.fail(ClassOther, err)
+	}
+	c.prepareHeaders()
+	if c.write {
+		c.trace = &httptrace.ClientTrace{
+			GetConn:      func(string) { c.flags.Or(traceGetConn) },
+			WroteHeaders: func() { c.flags.Or(traceWrote) },
+		}
+		c.ctx = httptrace.WithClientTrace(c.ctx, c.trace)
+	}
+	for {
+		c.attempts++
+		areq, stop, cancel, err := c.newRequest()
+		if err != nil {
+			return nil, c.fail(ClassOther, err)
+		}
+		c.flags.Store(0)
+		resp, err := t.base.RoundTrip(areq)
+		timedOut := stop != nil && !stop()
+		if err != nil && resp != nil {
+			resp.Body.Close()
+			resp = nil
+		}
+		class, leftUnknown := c.classify(resp, err, timedOut)
+		if leftUnknown {
+			c.unknown = true
+			c.keyPinned = true
+		}
+		if err != nil && class == ClassTimeout && timedOut {
+			err = ErrAttemptTimeout
+		}
+		var code, msg string
+		if resp != nil && class != ClassSuccess {
+			code, msg = decodeError(peekBody(resp))
+		}
+		a := Attempt{
+			Provider: t.p.Name, Number: c.attempts, Method: req.Method, Class: class,
+			Code: code, Err: err, IdempotencyKey: c.key,
+		}
+		if resp != nil {
+			a.StatusCode = resp.StatusCode
+		}
+		if class != ClassSuccess {
+			a.Retry, a.Reason = c.mayRetry(class, resp, code, msg)
+			if a.Retry {
+				a.Wait, a.WaitSource, a.Reason = c.waitFor(class, resp)
+				a.Retry = a.Reason == ""
+			}
+			if a.Retry && class == ClassUnauthorized {
+				if rerr := c.refreshAuth(); rerr != nil {
+					a.Retry, a.Reason = false, "auth refresh failed"
+				}
+			}
+		}
+		c.report(a)
+		if !a.Retry {
+			if resp != nil {
+				return c.respond(resp, class, cancel), nil
+			}
+			if cancel != nil {
+				cancel(nil)
+			}
+			if a.Reason == "body not replayable" {
+				err = joinBodyErr(err)
+			}
+			return nil, c.fail(class, err)
+		}
+		if werr := t.sleep(c.req.Context(), a.Wait); werr != nil {
+			// The caller gave up during the wait: the last response, if
+			// any, is the answer.
+			if resp != nil {
+				return c.respond(resp, class, cancel), nil
+			}
+			if cancel != nil {
+				cancel(nil)
+			}
+			return nil, c.fail(ClassCanceled, werr)
+		}
+		discard(resp)
+		if cancel != nil {
+			cancel(nil)
+		}
+		if resp != nil && t.rules[class].NewKey && !c.keyPinned && c.key != "" {
+			c.rekey()
+		}
+	}
+}
+
+// classify returns the class of an attempt, corrected with what the trace saw
+// on the wire, and whether a write may have reached the provider in it.
+func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, bool) {
+	if err == nil {
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			peekBody(resp) // make the body re-readable for the classifier
+		}
+		return c.t.p.Classify(resp, nil), false
+	}
+	var class Class
+	switch {
+	case c.req.Context().Err() != nil:
+		class = ClassCanceled
+	case timedOut:
+		class = ClassTimeout
+	default:
+		class = c.t.p.Classify(nil, err)
+	}
+	if !c.write {
+		return class, false
+	}
+	flags := c.flags.Load()
+	wrote := flags&traceWrote != 0
+	neverLeft := flags&traceGetConn != 0 && !wrote
+	switch {
+	case class == ClassNetwork && wrote:
+		class = ClassTimeout
+	case class == ClassTimeout && neverLeft:
+		class = ClassNetwork
+	}
+	return class, class != ClassNetwork && !neverLeft
+}
+
+// mayRetry applies the policy's rule and the invariants that no rule can
+// lift. It returns the reason when no retry may follow.
+func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (bool, string) {
+	rule := c.t.rules[class]
+	switch {
+	case class == ClassCanceled:
+		return false, "context done"
+	case !rule.Retry:
+		return false, "not retryable"
+	case class == ClassUnauthorized && (c.t.p.RefreshAuth == nil || c.refreshed):
+		return false, "no auth refresh"
+	case len(rule.Statuses) > 0 && resp != nil && !slices.Contains(rule.Statuses, resp.StatusCode):
+		return false, "status not retryable"
+	case c.write && c.key == "" && class != ClassNetwork && class != ClassUnauthorized:
+		return false, "write without idempotency key"
+	case isCompliance(code, msg):
+		return false, "compliance review"
+	case c.attempts >= c.t.p.MaxAttempts:
+		return false, "retries exhausted"
+	case !c.replayable:
+		return false, "body not replayable"
+	}
+	return true, ""
+}
+
+// waitFor returns the wait before the next attempt, or the reason not to
+// make it.
+func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSource, string) {
+	p := &c.t.p
+	if class == ClassUnauthorized {
+		return 0, WaitNone, ""
+	}
+	now := c.t.now()
+	var d time.Duration
+	src := WaitBackoff
+	if resp != nil {
+		if ra, ok := retryAfter(resp.Header, now); ok {
+			if ra > p.MaxRetryAfter {
+				return ra, WaitRetryAfter, "Retry-After exceeds MaxRetryAfter"
+			}
+			d, src = ra, WaitRetryAfter
+		}
+	}
+	if src == WaitBackoff {
+		d = c.backoff()
+		rule := c.t.rules[class]
+		if rule.MaxWait > 0 {
+			d = min(d, rule.MaxWait)
+		}
+		d = max(d, rule.MinWait)
+	}
+	if now.Add(d).After(c.start.Add(p.MaxElapsedTime)) {
+		return d, src, "wait would pass MaxElapsedTime"
+	}
+	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
+		return d, src, "wait would pass the context deadline"
+	}
+	return d, src, ""
+}
+
+// backoff returns the next exponential interval with jitter drawn from the
+// transport's random seam.
+func (c *call) backoff() time.Duration {
+	p := &c.t.p
+	if c.bo == nil {
+		c.bo = &backoff.ExponentialBackOff{
+			InitialInterval: p.InitialInterval,
+			Multiplier:      p.Multiplier,
+			MaxInterval:     p.MaxInterval,
+			Stop:            backoff.Stop,
+			Clock:           backoff.SystemClock,
+		}
+		c.bo.Reset()
+	}
+	d := c.bo.NextBackOff()
+	if f := p.RandomizationFactor; f > 0 {
+		delta := f * float64(d)
+		d = time.Duration(float64(d) - delta + c.t.rand()*2*delta)
+	}
+	return d
+}
+
+// refreshAuth lets the policy's hook change the headers of the retry after
+// a 401; the change holds for the rest of the call.
+func (c *call) refreshAuth() error {
+	c.refreshed = true
+	r := c.req.WithContext(c.req.Context())
+	r.Header = c.attemptHeader().Clone()
+	r.Body, r.GetBody, r.ContentLength = nil, nil, 0
+	if err := c.t.p.RefreshAuth(r); err != nil {
+		return err
+	}
+	c.header = r.Header
+	return nil
+}
+
+func (c *call) attemptHeader() http.Header {
+	if c.header != nil {
+		return c.header
+	}
+	return c.req.Header
+}
+
+// rekey gives the next attempt a new key, after a definitive failure stored
+// by a provider that replays every response under a key.
+func (c *call) rekey() {
+	c.key = newKey()
+	if f := c.t.p.IdempotencyField; f != "" {
+		c.buf = withJSONField(c.buf, f, c.key)
+		return
+	}
+	h := c.attemptHeader().Clone()
+	h.Set(c.keyHeader(), c.key)
+	c.header = h
+}
+
+func (c *call) keyHeader() string {
+	if c.t.p.IdempotencyHeader != "" {
+		return c.t.p.IdempotencyHeader
+	}
+	return "Idempotency-Key"
+}
+
+// newRequest builds the request of the next attempt. It clones only when
+// something differs from the caller's request: a header, the body, or the
+// context. stop ends the attempt's timer and reports whether it had not
+// fired; cancel ends the attempt's context.
+func (c *call) newRequest() (r *http.Request, stop func() bool, cancel context.CancelCauseFunc, err error) {
+	ctx := c.ctx
+	timeout := c.t.p.MaxElapsedTime - c.t.now().Sub(c.start)
+	if at := c.t.p.AttemptTimeout; at > 0 && at < timeout {
+		timeout = at
+	}
+	if timeout <= 0 {
+		timeout = 1 // already past MaxElapsedTime: time out at once
+	}
+	ctx, cancel = context.WithCancelCause(ctx)
+	timer := time.AfterFunc(timeout, func() { cancel(ErrAttemptTimeout) })
+	stop = timer.Stop
+
+	if c.attempts == 1 && c.header == nil && !c.inMemory && c.first == nil && ctx == c.req.Context() {
+		return c.req, stop, cancel, nil
+	}
+	r = c.req.WithContext(ctx)
+	if c.header != nil {
+		r.Header = c.header
+	}
+	switch {
+	case !c.hasBody:
+	case c.inMemory:
+		buf := c.buf
+		r.Body = io.NopCloser(bytes.NewReader(buf))
+		r.ContentLength = int64(len(buf))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	case c.attempts == 1 && c.first != nil:
+		r.Body = c.first
+	case c.attempts > 1:
+		body, gerr := c.req.GetBody()
+		if gerr != nil {
+			stop()
+			cancel(nil)
+			return nil, nil, nil, gerr
+		}
+		r.Body = body
+	}
+	return r, stop, cancel, nil
+}
+
+// respond returns the final response, marked for CheckResponse when it is not
+// a success, with a body whose Close ends the attempt's context.
+func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCauseFunc) *http.Response {
+	if cancel != nil {
+		done := func() { cancel(nil) }
+		if pb, ok := resp.Body.(*peekedBody); ok {
+			if pb.rest == nil {
+				done() // the body is in memory
+			} else {
+				pb.done = done
+			}
+		} else if resp.Body != nil {
+			resp.Body = &cancelBody{ReadCloser: resp.Body, done: done}
+		} else {
+			done()
+		}
+	}
+	if class != ClassSuccess && resp.Request != nil {
+		o := &outcome{
+			provider: c.t.p.Name, class: class, attempts: c.attempts, key: c.key,
+			unknown: c.unknown && (class == ClassServerError || class == ClassRateLimited || class == ClassOther),
+		}
+		if c.t.rules[class].OutcomeUnknown && c.key != "" {
+			o.unknown = true
+		}
+		resp.Request = resp.Request.WithContext(context.WithValue(resp.Request.Context(), outcomeKey{}, o))
+	}
+	return resp
+}
+
+// fail builds the error returned when no response was obtained.
+func (c *call) fail(class Class, err error) *Error {
+	return &Error{
+		Provider:       c.t.p.Name,
+		Class:          class,
+		Attempts:       c.attempts,
+		IdempotencyKey: c.key,
+		OutcomeUnknown: c.write && c.unknown,
+		Err:            err,
+	}
+}
+
+func joinBodyErr(err error) error {
+	if err == nil {
+		return ErrBodyNotReplayable
+	}
+	return &bodyErr{err}
+}
+
+// bodyErr is a transport error that could not be retried because the body
+// could not be replayed; errors.Is matches both.
+type bodyErr struct{ err error }
+
+func (e *bodyErr) Error() string   { return e.err.Error() + " (request body cannot be replayed)" }
+func (e *bodyErr) Unwrap() []error { return []error{e.err, ErrBodyNotReplayable} }
+
+// report calls the attempt hook and logs retries and failed calls.
+func (c *call) report(a Attempt) {
+	if h := c.t.p.OnAttempt; h != nil {
+		h(a)
+	}
+	l := c.t.p.Logger
+	if l == nil || a.Class == ClassSuccess {
+		return
+	}
+	level, msg := slog.LevelInfo, "payretry: retrying"
+	if !a.Retry {
+		level, msg = slog.LevelWarn, "payretry: call failed"
+	}
+	attrs := []slog.Attr{
+		slog.String("provider", a.Provider),
+		slog.Int("attempt", a.Number),
+		slog.String("method", a.Method),
+		slog.String("host", c.req.URL.Host),
+		slog.String("path", c.req.URL.Path),
+		slog.String("class", a.Class.String()),
+	}
+	if a.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", a.StatusCode))
+	}
+	if a.Code != "" {
+		attrs = append(attrs, slog.String("code", a.Code))
+	}
+	if a.Err != nil {
+		attrs = append(attrs, slog.String("error", a.Err.Error()))
+	}
+	if a.IdempotencyKey != "" {
+		attrs = append(attrs, slog.String("idempotency_key", a.IdempotencyKey))
+	}
+	if a.Retry {
+		attrs = append(attrs, slog.Duration("wait", a.Wait), slog.String("wait_source", a.WaitSource.String()))
+	} else {
+		attrs = append(attrs, slog.String("reason", a.Reason))
+		if c.write && c.unknown {
+			attrs = append(attrs, slog.Bool("outcome_unknown", true))
+		}
+	}
+	l.LogAttrs(c.req.Context(), level, msg, attrs...)
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
