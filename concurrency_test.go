@@ -18,8 +18,8 @@ import (
 )
 
 // ledgerServer executes payments once per Idempotency-Key and replays the
-// stored answer, with a seeded fault mix: 503 before executing, 429, a stall
-// and a connection reset after executing.
+// stored answer, with a seeded fault mix (30 % of first sends): 503 before
+// executing, 429, a stall and a connection reset after executing.
 type ledgerServer struct {
 	*httptest.Server
 	mu       sync.Mutex
@@ -49,14 +49,14 @@ func newLedgerServer(t *testing.T, seed uint64) *ledgerServer {
 			fmt.Fprintf(w, `{"reference":%q}`, ref)
 			return
 		}
-		if roll < 15 {
+		if roll < 10 {
 			s.faults++
 			s.mu.Unlock()
 			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(503)
 			return
 		}
-		if roll < 25 {
+		if roll < 15 {
 			s.faults++
 			s.mu.Unlock()
 			w.Header().Set("Retry-After", "0")
@@ -67,15 +67,15 @@ func newLedgerServer(t *testing.T, seed uint64) *ledgerServer {
 		if key != "" {
 			s.stored[key] = p.Reference
 		}
-		if roll < 45 {
+		if roll < 30 {
 			s.faults++
 		}
 		s.mu.Unlock()
 		switch {
-		case roll < 35:
+		case roll < 23:
 			stall(w, r)
 			return
-		case roll < 45:
+		case roll < 30:
 			reset(w, r)
 			return
 		}
@@ -131,7 +131,7 @@ func TestConcurrentPaymentsNeverExecuteTwice(t *testing.T) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	assert.Greater(t, s.faults*100/s.requests, 25, "a heavy fault mix")
+	assert.GreaterOrEqual(t, s.faults*100/s.requests, 20, "a heavy fault mix")
 	succeeded := 0
 	for r := range results {
 		assert.LessOrEqual(t, s.executed[r.ref], 1, "%s executed twice", r.ref)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrAttemptTimeout is the cause of an attempt cut short by Policy.AttemptTimeout
@@ -18,6 +19,25 @@ var ErrAttemptTimeout error = attemptTimeoutError{}
 // body could not be sent again: it had no GetBody and was larger than
 // Policy.MaxBufferedBody. payretry never retries with an empty body.
 var ErrBodyNotReplayable = errors.New("payretry: request body cannot be replayed")
+
+// ErrThrottled is the cause of an [Error] when no request was sent because
+// the provider's rate limit holds requests past the call's deadline or
+// MaxElapsedTime; Error.RetryAt says when to come back.
+var ErrThrottled = errors.New("payretry: held by the provider's rate limit")
+
+// ErrUnavailable is the cause of an [Error] when no request was sent because
+// the provider is down (failures in a row) and the call's deadline came
+// before a probe found it back.
+var ErrUnavailable = errors.New("payretry: provider unavailable")
+
+// ErrCircuitOpen is the cause of an [Error] when Policy.BreakerCoolDown is set
+// and the provider is down: the request was not sent. Route it to another
+// provider or try later.
+var ErrCircuitOpen = errors.New("payretry: circuit open")
+
+// ErrRetryBudget is the cause of an [Error] when a retry was needed but the
+// transport's retry budget (Policy.RetryBudgetRatio) was spent.
+var ErrRetryBudget = errors.New("payretry: retry budget spent")
 
 type attemptTimeoutError struct{}
 
@@ -44,7 +64,10 @@ type Error struct {
 	// OutcomeUnknown is true when the provider may have executed the operation:
 	// reconcile (webhook, lookup by IdempotencyKey) before acting again.
 	OutcomeUnknown bool
-	Err            error // cause; errors.Is and errors.As reach through it
+	// RetryAt, when not zero, is when the provider may be called again
+	// (a hold that would have passed the deadline).
+	RetryAt time.Time
+	Err     error // cause; errors.Is and errors.As reach through it
 }
 
 // Error returns a one-line description: provider, class, status, the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -88,6 +89,30 @@ type Policy struct {
 	// A larger body is sent once and never retried.
 	MaxBufferedBody int64
 
+	// Limits are client-side limits per endpoint class, enforced with token
+	// buckets before a request is sent (SmartRetry declares its documented
+	// table). nil means none.
+	Limits []Limit
+	// Limiter holds the pacing state: holds from the provider's rate-limit
+	// signals, the Limits' buckets, the adaptive rate and outage detection.
+	// nil means a new in-process [NewLimiter] for this Transport.
+	Limiter Limiter
+	// RetryBudgetRatio is the retry budget: each first attempt earns this
+	// many retry tokens, up to RetryBudgetBurst, and each retry costs one
+	// (refunded when the retry succeeds), so that retries stay about this
+	// fraction of traffic when a provider fails. A retry that waits for an
+	// outage probe costs nothing. 0 means 0.2; a negative value turns the
+	// budget off.
+	RetryBudgetRatio float64
+	// RetryBudgetBurst is the budget's depth and starting balance (default 10).
+	RetryBudgetBurst int
+	// BreakerCoolDown, if set, turns on the circuit breaker: while a
+	// provider is down (5 failures in a row), requests fail at once with
+	// [ErrCircuitOpen] instead of waiting for a probe, and one probe goes
+	// through after each cool-down. 0 means requests wait (within their
+	// deadline) while a probe every 100ms finds out when the provider is back.
+	BreakerCoolDown time.Duration
+
 	// OnAttempt, if set, is called after every attempt with what happened
 	// and what comes next. It runs on the caller's goroutine and must not
 	// block.
@@ -142,6 +167,8 @@ const (
 	defaultMaxElapsed      = time.Minute
 	defaultMaxRetryAfter   = time.Minute
 	defaultMaxBufferedBody = 1 << 20
+	defaultBudgetRatio     = 0.2
+	defaultBudgetBurst     = 10
 	numClasses             = int(ClassOther) + 1
 )
 
@@ -176,6 +203,28 @@ func (p Policy) withDefaults() (Policy, error) {
 		return bad("CorrelationHeader", "is not a valid header name")
 	case strings.TrimSpace(p.IdempotencyField) != p.IdempotencyField:
 		return bad("IdempotencyField", "has surrounding spaces")
+	case p.RetryBudgetRatio > 1000 || p.RetryBudgetRatio != p.RetryBudgetRatio:
+		return bad("RetryBudgetRatio", "must be at most 1000")
+	case p.RetryBudgetBurst < 0:
+		return bad("RetryBudgetBurst", "must not be negative")
+	case p.BreakerCoolDown < 0:
+		return bad("BreakerCoolDown", "must not be negative")
+	}
+	for i, l := range p.Limits {
+		field := fmt.Sprintf("Limits[%d]", i)
+		switch {
+		case l.Name == "" || strings.ContainsAny(l.Name, "/\x00"):
+			return bad(field+".Name", "must be a non-empty name without '/'")
+		case l.Rate < 0 || l.Rate != l.Rate || l.Rate > 1e9:
+			return bad(field+".Rate", "must be between 0 and 1e9")
+		case l.Burst < 0:
+			return bad(field+".Burst", "must not be negative")
+		}
+		for _, m := range l.Methods {
+			if !validToken(m) {
+				return bad(field+".Methods", fmt.Sprintf("has an invalid method %q", m))
+			}
+		}
 	}
 	for _, m := range p.KeyMethods {
 		if !validToken(m) {
@@ -212,6 +261,16 @@ func (p Policy) withDefaults() (Policy, error) {
 	if p.MaxBufferedBody == 0 {
 		p.MaxBufferedBody = defaultMaxBufferedBody
 	}
+	if p.RetryBudgetRatio == 0 {
+		p.RetryBudgetRatio = defaultBudgetRatio
+	}
+	if p.RetryBudgetBurst == 0 {
+		p.RetryBudgetBurst = defaultBudgetBurst
+	}
+	if p.Limiter == nil {
+		p.Limiter = NewLimiter()
+	}
+	p.Limits = slices.Clone(p.Limits)
 	if p.Classify == nil {
 		p.Classify = Classify
 	}

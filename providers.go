@@ -203,6 +203,18 @@ func SmartRetry() Policy {
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost},
 		Classify:          classifySmartRetry,
+		// seed 004_ca1457097c2eedaa.txt, "Rate limits": payment operations
+		// (sale, capture, refund, void) 100/s, status queries 500/s,
+		// recurring operations 100/s, all endpoints combined 1,000/s, per
+		// API key. "Monitor remaining quota: Check X-RateLimit-Remaining
+		// headers and throttle proactively before hitting limits."
+		Limits: []Limit{
+			{Name: "payment", Methods: []string{http.MethodPost}, Rate: 100,
+				Paths: []string{"/payments/sale", "/payments/capture", "/payments/refund", "/payments/void"}},
+			{Name: "recurring", Paths: []string{"/recurring"}, Rate: 100},
+			{Name: "status", Methods: []string{http.MethodGet, http.MethodHead}, Rate: 500},
+			{Name: "all", Rate: 1000},
+		},
 		Rules: map[Class]Rule{
 			// seed 004_ca1457097c2eedaa.txt: "429 Yes Use Retry-After header".
 			ClassRateLimited: {Retry: true},

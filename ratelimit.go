@@ -50,3 +50,262 @@ func parseDigits(s string) (int64, bool) {
 	}
 	return min(n, maxDelaySeconds), true
 }
+
+// unixThreshold tells the two forms of X-RateLimit-Reset apart: a value of a
+// billion or more is a unix time in seconds (any date after September 2001;
+// SmartRetry, seed 004_ca1457097c2eedaa.txt: "Unix timestamp when the window
+// resets"), a smaller one is delta-seconds (GitHub-style APIs and the IETF
+// drafts). No window lasts 31 years, and no unix time in use is that small.
+const unixThreshold = 1_000_000_000
+
+// Signal is what one response said about the rate limit of its scope, read
+// by [ParseSignal] and passed to [Limiter.Observe].
+type Signal struct {
+	Limit     int       // requests allowed in the current window; -1 if not said
+	Remaining int       // requests left in the current window; -1 if not said
+	Reset     time.Time // when the window resets; zero if not said
+	RetryAt   time.Time // a Retry-After: send nothing in scope before it; zero if none
+	Throttled bool      // the response was a 429
+	Failed    bool      // the provider failed (5xx, time-out, network): outage detection
+	OK        bool      // the provider answered normally (any other response)
+	// CoolDown, with Failed, is how long a scope that is down sends
+	// nothing before its next probe (Policy.BreakerCoolDown); 0 means 100ms.
+	CoolDown time.Duration
+}
+
+// ParseSignal reads the rate-limit fields of a response header at now:
+// Retry-After (RFC 9110 §10.2.3); X-RateLimit-Limit, -Remaining and -Reset,
+// with Reset as a unix time or as delta-seconds (see unixThreshold); the
+// IETF draft's RateLimit-Limit, -Remaining and -Reset (delta-seconds,
+// draft-ietf-httpapi-ratelimit-headers-06); and the structured RateLimit
+// ("policy";r=remaining;t=seconds) and RateLimit-Policy ("policy";q=quota;w=
+// window) fields of the current draft (-07 to -11). Malformed values are
+// ignored, as the drafts require ("Malformed RateLimit header fields MUST be
+// ignored"). When several policies are given, the most restrictive one wins.
+// Throttled, Failed and OK are left to the caller.
+func ParseSignal(h http.Header, now time.Time) Signal {
+	s := Signal{Limit: -1, Remaining: -1}
+	if d, ok := retryAfter(h, now); ok {
+		s.RetryAt = now.Add(d)
+	}
+	for _, prefix := range [...]string{"X-Ratelimit-", "Ratelimit-"} {
+		if v, ok := firstInt(h.Get(prefix + "Limit")); ok && s.Limit < 0 {
+			s.Limit = v
+		}
+		if v, ok := firstInt(h.Get(prefix + "Remaining")); ok && s.Remaining < 0 {
+			s.Remaining = v
+		}
+		if v, ok := parseDigits(strings.TrimSpace(h.Get(prefix + "Reset"))); ok && s.Reset.IsZero() {
+			switch {
+			case prefix == "X-Ratelimit-" && v >= unixThreshold:
+				s.Reset = time.Unix(v, 0)
+			case v < unixThreshold:
+				s.Reset = now.Add(time.Duration(v) * time.Second)
+			}
+		}
+	}
+	// draft-ietf-httpapi-ratelimit-headers-11 §4: RateLimit: "default";r=50;t=30
+	if items, ok := parseSFList(h.Values("Ratelimit")); ok {
+		for _, it := range items {
+			r, okR := it.params["r"]
+			if !okR {
+				continue
+			}
+			if s.Remaining < 0 || r < s.Remaining {
+				s.Remaining = r
+				if t, ok := it.params["t"]; ok {
+					s.Reset = now.Add(time.Duration(t) * time.Second)
+				}
+			}
+		}
+	}
+	// §3: RateLimit-Policy: "burst";q=100;w=60 — informative: the quota.
+	if s.Limit < 0 {
+		if items, ok := parseSFList(h.Values("Ratelimit-Policy")); ok {
+			for _, it := range items {
+				if q, ok := it.params["q"]; ok && (s.Limit < 0 || q < s.Limit) {
+					s.Limit = q
+				}
+			}
+		}
+	}
+	return s
+}
+
+// firstInt reads the leading integer of a field such as "100" or the
+// draft-03 form "100, 100;w=60".
+func firstInt(v string) (int, bool) {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexAny(v, ",;"); i >= 0 {
+		v = strings.TrimSpace(v[:i])
+	}
+	n, ok := parseDigits(v)
+	return int(n), ok
+}
+
+// sfItem is a Structured Fields (RFC 9651) list member with its integer
+// parameters; other parameter types are checked and skipped.
+type sfItem struct {
+	params map[string]int
+}
+
+// parseSFList parses the List members of one or more field lines: items
+// (string, token or integer) each with parameters. Any syntax error makes the
+// whole field malformed (ok false), as RFC 9651 §4.2 requires.
+func parseSFList(lines []string) ([]sfItem, bool) {
+	if len(lines) == 0 {
+		return nil, false
+	}
+	p := sfParser{s: strings.Join(lines, ",")}
+	var items []sfItem
+	p.ows()
+	for !p.done() {
+		it, ok := p.item()
+		if !ok {
+			return nil, false
+		}
+		items = append(items, it)
+		p.ows()
+		if p.done() {
+			break
+		}
+		if p.s[p.i] != ',' {
+			return nil, false
+		}
+		p.i++
+		p.ows()
+		if p.done() {
+			return nil, false // trailing comma
+		}
+	}
+	return items, len(items) > 0
+}
+
+type sfParser struct {
+	s string
+	i int
+}
+
+func (p *sfParser) done() bool { return p.i >= len(p.s) }
+
+func (p *sfParser) ows() {
+	for !p.done() && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
+		p.i++
+	}
+}
+
+func (p *sfParser) item() (sfItem, bool) {
+	if _, ok := p.bareItem(); !ok {
+		return sfItem{}, false
+	}
+	it := sfItem{params: map[string]int{}}
+	for !p.done() && p.s[p.i] == ';' {
+		p.i++
+		for !p.done() && p.s[p.i] == ' ' {
+			p.i++
+		}
+		key := p.key()
+		if key == "" {
+			return sfItem{}, false
+		}
+		if p.done() || p.s[p.i] != '=' {
+			continue // boolean true
+		}
+		p.i++
+		v, ok := p.bareItem()
+		if !ok {
+			return sfItem{}, false
+		}
+		if n, isInt := v.(int); isInt {
+			it.params[key] = n
+		}
+	}
+	return it, true
+}
+
+func (p *sfParser) key() string {
+	start := p.i
+	for !p.done() {
+		c := p.s[p.i]
+		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == '*' ||
+			(p.i == start && c == '*') {
+			p.i++
+			continue
+		}
+		break
+	}
+	if start == p.i || !(p.s[start] >= 'a' && p.s[start] <= 'z' || p.s[start] == '*') {
+		return ""
+	}
+	return p.s[start:p.i]
+}
+
+// bareItem parses an integer (returned as int), a string, a token, a byte
+// sequence or a boolean (returned as nil).
+func (p *sfParser) bareItem() (any, bool) {
+	if p.done() {
+		return nil, false
+	}
+	switch c := p.s[p.i]; {
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := p.i
+		if c == '-' {
+			p.i++
+		}
+		digits := p.i
+		for !p.done() && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+			p.i++
+		}
+		if p.i == digits || p.i-digits > 15 {
+			return nil, false
+		}
+		if !p.done() && p.s[p.i] == '.' {
+			p.i++ // a decimal: valid, but not an integer parameter
+			for !p.done() && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+				p.i++
+			}
+			return nil, true
+		}
+		n, _ := parseDigits(p.s[digits:p.i])
+		if p.s[start] == '-' {
+			return nil, true // negative counts are meaningless here
+		}
+		return int(n), true
+	case c == '"':
+		p.i++
+		for !p.done() {
+			switch p.s[p.i] {
+			case '\\':
+				p.i += 2
+			case '"':
+				p.i++
+				return nil, true
+			default:
+				if p.s[p.i] < 0x20 || p.s[p.i] > 0x7e {
+					return nil, false
+				}
+				p.i++
+			}
+		}
+		return nil, false
+	case c == ':':
+		end := strings.IndexByte(p.s[p.i+1:], ':')
+		if end < 0 {
+			return nil, false
+		}
+		p.i += end + 2
+		return nil, true
+	case c == '?':
+		if p.i+1 < len(p.s) && (p.s[p.i+1] == '0' || p.s[p.i+1] == '1') {
+			p.i += 2
+			return nil, true
+		}
+		return nil, false
+	case c == '*' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'):
+		for !p.done() && strings.IndexByte(" ,;\t=", p.s[p.i]) < 0 && p.s[p.i] > 0x20 && p.s[p.i] < 0x7f {
+			p.i++
+		}
+		return nil, true
+	}
+	return nil, false
+}

@@ -31,9 +31,11 @@ import (
 // The caller's request is never modified. A Transport is safe for concurrent
 // use by many goroutines; create it with [NewTransport].
 type Transport struct {
-	base  http.RoundTripper
-	p     Policy
-	rules [numClasses]Rule
+	base   http.RoundTripper
+	p      Policy
+	rules  [numClasses]Rule
+	scopes []string // limiter scope of each of p.Limits
+	budget *retryBudget
 
 	// Seams for tests; never nil.
 	now   func() time.Time
@@ -52,9 +54,13 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64}
+	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64,
+		budget: newRetryBudget(p.RetryBudgetRatio, p.RetryBudgetBurst)}
 	for c, r := range p.Rules {
 		t.rules[c] = r
+	}
+	for _, l := range p.Limits {
+		t.scopes = append(t.scopes, p.Name+"/"+l.Name)
 	}
 	return t, nil
 }
@@ -84,10 +90,11 @@ const (
 	WaitNone       WaitSource = iota // no wait: no retry, or a retry at once
 	WaitBackoff                      // exponential backoff with jitter
 	WaitRetryAfter                   // the provider's Retry-After
-	WaitRateLimit                    // the provider's rate-limit reset
+	WaitRateLimit                    // a rate limit: the provider's window, a token bucket, the adaptive rate
+	WaitOutage                       // the provider is down: waiting for a probe to succeed
 )
 
-// String returns "none", "backoff", "retry-after" or "rate-limit".
+// String returns "none", "backoff", "retry-after", "rate-limit" or "outage".
 func (s WaitSource) String() string {
 	switch s {
 	case WaitBackoff:
@@ -96,6 +103,8 @@ func (s WaitSource) String() string {
 		return "retry-after"
 	case WaitRateLimit:
 		return "rate-limit"
+	case WaitOutage:
+		return "outage"
 	}
 	return "none"
 }
@@ -138,11 +147,15 @@ type call struct {
 	replayable bool
 	first      io.ReadCloser // body of the first attempt when not req.Body
 
+	scope  string  // limiter scope
+	limits []Limit // client-side limits that apply
+
 	key       string // key carried; "" if none
 	keyPinned bool   // an attempt had an unknown outcome: the key must not change
 	unknown   bool   // a write may have reached the provider
 	attempts  int
 	refreshed bool
+	paid      bool // this attempt is a retry paid from the budget
 
 	trace *httptrace.ClientTrace
 	flags atomic.Uint32
@@ -162,6 +175,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, c.fail(ClassOther, err)
 	}
 	c.prepareHeaders()
+	c.scope, c.limits = t.scopeFor(req)
 	if c.write {
 		c.trace = &httptrace.ClientTrace{
 			GetConn:      func(string) { c.flags.Or(traceGetConn) },
@@ -169,7 +183,38 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		c.ctx = httptrace.WithClientTrace(c.ctx, c.trace)
 	}
+	// prev is the last response, kept until the next attempt is sent: it is
+	// the answer if that attempt is not made.
+	var (
+		prev       *http.Response
+		prevClass  Class
+		prevCancel context.CancelCauseFunc
+	)
 	for {
+		outage, herr := c.throttle()
+		c.paid = false
+		if herr == nil && c.attempts > 0 && !outage {
+			if c.paid = t.budget.spend(); !c.paid {
+				herr = c.fail(prevClass, ErrRetryBudget)
+			}
+		}
+		if herr != nil {
+			if prev != nil {
+				return c.respond(prev, prevClass, prevCancel), nil
+			}
+			if c.attempts == 0 {
+				closeBody(req)
+			}
+			return nil, herr
+		}
+		discard(prev)
+		if prevCancel != nil {
+			prevCancel(nil)
+		}
+		prev, prevCancel = nil, nil
+		if c.attempts == 0 {
+			t.budget.earn()
+		}
 		c.attempts++
 		areq, stop, cancel, err := c.newRequest()
 		if err != nil {
@@ -189,6 +234,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if err != nil && class == ClassTimeout && timedOut {
 			err = ErrAttemptTimeout
+		}
+		c.observe(resp, class)
+		if class == ClassSuccess && c.attempts > 1 && c.paid {
+			t.budget.refund()
 		}
 		var code, msg string
 		if resp != nil && class != ClassSuccess {
@@ -226,7 +275,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, c.fail(class, err)
 		}
-		if werr := t.sleep(c.req.Context(), a.Wait); werr != nil {
+		if werr := t.sleep(req.Context(), a.Wait); werr != nil {
 			// The caller gave up during the wait: the last response, if
 			// any, is the answer.
 			if resp != nil {
@@ -237,13 +286,115 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, c.fail(ClassCanceled, werr)
 		}
-		discard(resp)
-		if cancel != nil {
+		if resp == nil && cancel != nil {
 			cancel(nil)
+			cancel = nil
 		}
+		prev, prevClass, prevCancel = resp, class, cancel
 		if resp != nil && t.rules[class].NewKey && !c.keyPinned && c.key != "" {
 			c.rekey()
 		}
+	}
+}
+
+// scopeFor returns the limiter scope of a request and the client-side limits
+// that apply to it.
+func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
+	if len(t.p.Limits) == 0 {
+		return t.p.Name, nil
+	}
+	scope := t.p.Name
+	var limits []Limit
+	for i := range t.p.Limits {
+		l := &t.p.Limits[i]
+		if !l.matches(r) {
+			continue
+		}
+		limits = append(limits, *l)
+		if scope == t.p.Name && l.specific() {
+			scope = t.scopes[i]
+		}
+	}
+	return scope, limits
+}
+
+// throttle waits until the limiter lets the next attempt go. outage reports
+// that it waited for an outage probe (or is the probe), so that a retry costs
+// no budget. The error, an *Error, says why no attempt can be made.
+func (c *call) throttle() (outage bool, err error) {
+	t := c.t
+	ctx := c.req.Context()
+	for {
+		now := t.now()
+		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
+		if lerr != nil {
+			// A shared limiter that fails must not stop payments: send
+			// unpaced, and say so.
+			c.logLimiter(lerr)
+			return outage, nil
+		}
+		if src == WaitOutage {
+			outage = true
+		}
+		if d <= 0 {
+			return outage, nil
+		}
+		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
+			return outage, c.fail(ClassServerError, ErrCircuitOpen)
+		}
+		if c.tooLate(now, d) != "" {
+			if src == WaitOutage {
+				return outage, c.fail(ClassServerError, ErrUnavailable)
+			}
+			e := c.fail(ClassRateLimited, ErrThrottled)
+			e.RetryAt = now.Add(d)
+			return outage, e
+		}
+		if serr := t.sleep(ctx, d); serr != nil {
+			return outage, c.fail(ClassCanceled, serr)
+		}
+	}
+}
+
+// tooLate returns why a wait of d from now cannot be made, or "".
+func (c *call) tooLate(now time.Time, d time.Duration) string {
+	if now.Add(d).After(c.start.Add(c.t.p.MaxElapsedTime)) {
+		return "wait would pass MaxElapsedTime"
+	}
+	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
+		return "wait would pass the context deadline"
+	}
+	return ""
+}
+
+// observe tells the limiter what an attempt said about the provider.
+func (c *call) observe(resp *http.Response, class Class) {
+	if class == ClassCanceled {
+		return // says nothing about the provider
+	}
+	now := c.t.now()
+	sig := Signal{Limit: -1, Remaining: -1}
+	if resp != nil {
+		sig = ParseSignal(resp.Header, now)
+	}
+	switch class {
+	case ClassRateLimited:
+		sig.Throttled = true
+	case ClassServerError, ClassTimeout, ClassNetwork:
+		sig.Failed = true
+		sig.CoolDown = c.t.p.BreakerCoolDown
+	default:
+		sig.OK = true
+	}
+	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {
+		c.logLimiter(err)
+	}
+}
+
+func (c *call) logLimiter(err error) {
+	if l := c.t.p.Logger; l != nil {
+		l.LogAttrs(c.req.Context(), slog.LevelWarn, "payretry: limiter failed; sending unpaced",
+			slog.String("provider", c.t.p.Name), slog.String("error", err.Error()))
 	}
 }
 
@@ -299,6 +450,8 @@ func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (boo
 		return false, "compliance review"
 	case c.attempts >= c.t.p.MaxAttempts:
 		return false, "retries exhausted"
+	case !c.t.budget.has():
+		return false, "retry budget spent"
 	case !c.replayable:
 		return false, "body not replayable"
 	}
@@ -331,11 +484,8 @@ func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSou
 		}
 		d = max(d, rule.MinWait)
 	}
-	if now.Add(d).After(c.start.Add(p.MaxElapsedTime)) {
-		return d, src, "wait would pass MaxElapsedTime"
-	}
-	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
-		return d, src, "wait would pass the context deadline"
+	if reason := c.tooLate(now, d); reason != "" {
+		return d, src, reason
 	}
 	return d, src, ""
 }

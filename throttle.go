@@ -1,0 +1,300 @@
+package payretry
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limit is a client-side limit for one endpoint class of a provider (SmartRetry,
+// seed 004_ca1457097c2eedaa.txt: "Payment operations (sale, capture, refund,
+// void) 100 requests per second"). A request matches when its method and path
+// match; every matching limit applies, so a limit without Methods and Paths
+// is a combined limit over all endpoints. The first matching limit that has
+// Methods or Paths also names the scope of the provider's own rate-limit
+// signals for the request.
+type Limit struct {
+	Name    string   // endpoint class, such as "payment"
+	Methods []string // methods it covers; nil = any
+	Paths   []string // path parts it covers: "/payments/sale" matches "/v1/payments/sale/ABC"; nil = any
+	Rate    float64  // requests per second; 0 = no client-side bucket (the class only scopes signals)
+	Burst   int      // token-bucket depth; 0 = Rate/10, at least 1
+}
+
+func (l *Limit) matches(r *http.Request) bool {
+	if len(l.Methods) > 0 && !slices.Contains(l.Methods, r.Method) {
+		return false
+	}
+	if len(l.Paths) == 0 {
+		return true
+	}
+	for _, p := range l.Paths {
+		if strings.Contains(r.URL.Path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Limit) specific() bool { return len(l.Methods) > 0 || len(l.Paths) > 0 }
+
+// Limiter holds the pacing state of one or more Transports: holds until a
+// provider's window resets or its Retry-After ends, client-side token
+// buckets, the adaptive rate that follows 429s, and outage detection. The
+// in-process one, from [NewLimiter], is the default; an implementation may
+// share the state across processes (see the redislimit module).
+//
+// Implementations must be safe for concurrent use. Scopes are strings such as
+// "smartretry/payment"; limits are the client-side limits that apply to the
+// request, keyed by their Name within the provider.
+type Limiter interface {
+	// Take asks to send one request in scope at now. A zero duration means
+	// the request may go and its place has been taken. Otherwise nothing is
+	// taken: the caller waits the duration, or gives up, and asks again. The
+	// source says why: WaitRateLimit (a spent window, a token bucket, the
+	// adaptive rate), WaitRetryAfter (a hold from the provider) or
+	// WaitOutage (the provider is failing and a probe is under way). A zero
+	// duration with WaitOutage makes the caller the probe.
+	Take(ctx context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error)
+	// Observe records what one response (or failure) said for scope.
+	Observe(ctx context.Context, scope string, now time.Time, s Signal) error
+}
+
+const (
+	// holdMargin is added to a window's reset so that the first request of
+	// the new window reaches the provider after it has rolled.
+	holdMargin = 5 * time.Millisecond
+	// defaultHold is the hold after "Remaining: 0" without a reset time.
+	defaultHold = time.Second
+	// outageThreshold consecutive failures mark a scope as down.
+	outageThreshold = 5
+	// probeInterval separates the probes sent to a scope that is down.
+	probeInterval = 100 * time.Millisecond
+	// aimdDecrease multiplies the adaptive rate after a 429; each success
+	// adds aimdIncrease of it back.
+	aimdDecrease = 0.7
+	aimdIncrease = 0.02
+	minAdaptive  = 1.0 // requests per second
+)
+
+// NewLimiter returns the in-process [Limiter]. Share one between Transports
+// that call the same provider account so that they pace together.
+func NewLimiter() Limiter {
+	return &localLimiter{scopes: map[string]*scopeState{}, buckets: map[string]*rate.Limiter{}}
+}
+
+type localLimiter struct {
+	mu      sync.Mutex
+	scopes  map[string]*scopeState
+	buckets map[string]*rate.Limiter // scope provider + limit name
+}
+
+// scopeState is the pacing state of one scope.
+type scopeState struct {
+	holdUntil time.Time // Retry-After
+
+	// The provider's window, from its rate-limit fields.
+	limit   int       // -1 unknown
+	reset   time.Time // end of the current window; zero unknown
+	sent    int       // requests sent in the current window
+	srvUsed int       // limit - remaining, as the provider last said
+
+	// Adaptive rate (AIMD): nil until repeated 429s without a Retry-After.
+	adaptive     *rate.Limiter
+	throttles    int // 429s without guidance, each within a second of the last
+	lastThrottle time.Time
+	// sends in the current and previous second, to measure the sending rate.
+	secStart         time.Time
+	secSent, prevSec int
+
+	// Outage detection.
+	failures  int
+	down      bool
+	nextProbe time.Time
+}
+
+func (l *localLimiter) scope(name string) *scopeState {
+	s := l.scopes[name]
+	if s == nil {
+		s = &scopeState{limit: -1}
+		l.scopes[name] = s
+	}
+	return s
+}
+
+func (l *localLimiter) bucket(scope string, lim *Limit) *rate.Limiter {
+	key := scopeProvider(scope) + "\x00" + lim.Name
+	b := l.buckets[key]
+	if b == nil {
+		burst := lim.Burst
+		if burst <= 0 {
+			burst = max(1, int(lim.Rate/10))
+		}
+		b = rate.NewLimiter(rate.Limit(lim.Rate), burst)
+		l.buckets[key] = b
+	}
+	return b
+}
+
+func scopeProvider(scope string) string {
+	if i := strings.IndexByte(scope, '/'); i >= 0 {
+		return scope[:i]
+	}
+	return scope
+}
+
+// Take implements [Limiter].
+func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.scope(scope)
+
+	if now.Before(s.holdUntil) {
+		return s.holdUntil.Sub(now), WaitRetryAfter, nil
+	}
+	probe := false
+	if s.down {
+		if now.Before(s.nextProbe) {
+			return s.nextProbe.Sub(now), WaitOutage, nil
+		}
+		probe = true
+	}
+	if !s.reset.IsZero() && !now.Before(s.reset) {
+		// The window rolled: its count starts again; the next response
+		// tells when the new one ends.
+		s.reset, s.sent, s.srvUsed = time.Time{}, 0, 0
+	}
+	if s.limit >= 0 && max(s.sent, s.srvUsed) >= s.limit {
+		if s.reset.IsZero() {
+			s.reset = now.Add(defaultHold)
+		}
+		return s.reset.Sub(now) + holdMargin, WaitRateLimit, nil
+	}
+	// Token buckets: the adaptive rate, then the declared limits; all or
+	// nothing.
+	var rs [4]*rate.Reservation
+	res := rs[:0]
+	var wait time.Duration
+	take := func(b *rate.Limiter) {
+		r := b.ReserveN(now, 1)
+		res = append(res, r)
+		if !r.OK() {
+			wait = max(wait, time.Second)
+		} else {
+			wait = max(wait, r.DelayFrom(now))
+		}
+	}
+	if s.adaptive != nil {
+		take(s.adaptive)
+	}
+	for i := range limits {
+		if limits[i].Rate > 0 {
+			take(l.bucket(scope, &limits[i]))
+		}
+	}
+	if wait > 0 {
+		for _, r := range res {
+			r.CancelAt(now)
+		}
+		return wait, WaitRateLimit, nil
+	}
+	s.sent++
+	if now.Sub(s.secStart) >= time.Second {
+		s.prevSec, s.secSent = s.secSent, 0
+		if now.Sub(s.secStart) >= 2*time.Second {
+			s.prevSec = 0
+		}
+		s.secStart = now
+	}
+	s.secSent++
+	if probe {
+		s.nextProbe = now.Add(probeInterval)
+		return 0, WaitOutage, nil
+	}
+	return 0, WaitNone, nil
+}
+
+// Observe implements [Limiter].
+func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, sig Signal) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.scope(scope)
+
+	if sig.RetryAt.After(s.holdUntil) {
+		s.holdUntil = sig.RetryAt
+	}
+	if sig.Limit >= 0 {
+		s.limit = sig.Limit
+	}
+	// A reset in the past belongs to a window that already rolled.
+	if sig.Reset.After(now) {
+		if s.reset.IsZero() || sig.Reset.After(s.reset) {
+			s.reset, s.srvUsed = sig.Reset, 0
+		}
+		if sig.Reset.Equal(s.reset) && sig.Remaining >= 0 && s.limit >= 0 {
+			s.srvUsed = max(s.srvUsed, s.limit-sig.Remaining)
+		}
+	} else if sig.Reset.IsZero() && sig.Remaining == 0 && sig.RetryAt.IsZero() {
+		if h := now.Add(defaultHold); h.After(s.holdUntil) {
+			s.holdUntil = h
+		}
+	}
+
+	// The adaptive rate answers repeated 429s that say nothing of when to
+	// come back; a Retry-After or a reset time is followed exactly instead.
+	blind := sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero()
+	if blind {
+		if now.Sub(s.lastThrottle) > time.Second {
+			s.throttles = 0
+		}
+		s.throttles++
+		s.lastThrottle = now
+	}
+	switch {
+	case blind && s.throttles >= 2:
+		measured := float64(max(s.prevSec, s.secSent))
+		cur := measured
+		if s.adaptive != nil {
+			cur = min(cur, float64(s.adaptive.Limit()))
+		}
+		next := max(minAdaptive, cur*aimdDecrease)
+		if s.adaptive == nil {
+			s.adaptive = rate.NewLimiter(rate.Limit(next), 1)
+		} else {
+			s.adaptive.SetLimitAt(now, rate.Limit(next))
+		}
+	case sig.OK && s.adaptive != nil:
+		cur := float64(s.adaptive.Limit())
+		next := cur + max(aimdIncrease*cur, 0.1)
+		if measured := float64(max(s.prevSec, s.secSent)); next > 2*measured+10 || math.IsInf(next, 1) {
+			s.adaptive = nil // no longer binding
+		} else {
+			s.adaptive.SetLimitAt(now, rate.Limit(next))
+		}
+	}
+
+	switch {
+	case sig.Failed:
+		s.failures++
+		if s.failures >= outageThreshold {
+			wait := sig.CoolDown
+			if wait <= 0 {
+				wait = probeInterval
+			}
+			if !s.down || sig.CoolDown > 0 {
+				s.nextProbe = now.Add(wait)
+			}
+			s.down = true
+		}
+	case sig.OK || sig.Throttled:
+		s.failures = 0
+		s.down = false
+	}
+	return nil
+}
