@@ -10,6 +10,10 @@ import (
 // time.Duration cannot overflow; anything longer is far past any MaxRetryAfter.
 const maxDelaySeconds = 1 << 30
 
+// maxDigits is where parseDigits saturates: far above any unix time in seconds
+// and small enough that no arithmetic on it overflows.
+const maxDigits = 1 << 40
+
 // retryAfter reads a Retry-After field (RFC 9110 §10.2.3): either
 // delay-seconds (1*DIGIT) or an HTTP-date in any form http.ParseTime accepts
 // (IMF-fixdate, RFC 850, asctime). A date in the past means "now" (0). ok is
@@ -20,7 +24,7 @@ func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 		return 0, false
 	}
 	if secs, ok := parseDigits(v); ok {
-		return time.Duration(secs) * time.Second, true
+		return time.Duration(min(secs, maxDelaySeconds)) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
@@ -32,7 +36,7 @@ func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	return d, true
 }
 
-// parseDigits parses 1*DIGIT, saturating at maxDelaySeconds. Signs, spaces and
+// parseDigits parses 1*DIGIT, saturating at maxDigits. Signs, spaces and
 // fractions are not digits.
 func parseDigits(s string) (int64, bool) {
 	if s == "" {
@@ -44,11 +48,11 @@ func parseDigits(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if n < maxDelaySeconds {
+		if n < maxDigits {
 			n = n*10 + int64(c-'0')
 		}
 	}
-	return min(n, maxDelaySeconds), true
+	return min(n, maxDigits), true
 }
 
 // unixThreshold tells the two forms of X-RateLimit-Reset apart: a value of a
@@ -114,7 +118,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 			if s.Remaining < 0 || r < s.Remaining {
 				s.Remaining = r
 				if t, ok := it.params["t"]; ok {
-					s.Reset = now.Add(time.Duration(t) * time.Second)
+					s.Reset = now.Add(time.Duration(min(t, maxDelaySeconds)) * time.Second)
 				}
 			}
 		}
@@ -140,7 +144,7 @@ func firstInt(v string) (int, bool) {
 		v = strings.TrimSpace(v[:i])
 	}
 	n, ok := parseDigits(v)
-	return int(n), ok
+	return int(min(n, 1<<31-1)), ok
 }
 
 // sfItem is a Structured Fields (RFC 9651) list member with its integer

@@ -1,0 +1,315 @@
+package payretry
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func getOnce(t *testing.T, tr *Transport, url string) (*http.Response, error) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestRemainingZeroHoldsUntilReset(t *testing.T) {
+	reset := strconv.FormatInt(t0.Add(3*time.Second).Unix(), 10)
+	s := newScript(t,
+		status(200, "", "X-RateLimit-Limit", "2", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset),
+		status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p"})
+	_, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Empty(t, clk.Waits())
+
+	_, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{3*time.Second + holdMargin}, clk.Waits(), "held until the window reset")
+	assert.Len(t, s.Requests(), 2)
+}
+
+func TestWindowCountHoldsBeforeTheProviderSays429(t *testing.T) {
+	reset := strconv.FormatInt(t0.Add(time.Second).Unix(), 10)
+	s := newScript(t, status(200, "", "X-RateLimit-Limit", "3", "X-RateLimit-Remaining", "2", "X-RateLimit-Reset", reset))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p"})
+	for range 4 {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	// Three fit in the window (the provider said 2 left after the first);
+	// the fourth waits for the next one.
+	assert.Equal(t, []time.Duration{time.Second + holdMargin}, clk.Waits())
+}
+
+func TestRetryAfterHoldsOtherRequests(t *testing.T) {
+	s := newScript(t, status(429, "", "Retry-After", "5"), status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	resp, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 429, resp.StatusCode)
+
+	resp, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, []time.Duration{5 * time.Second}, clk.Waits(), "the second request waited for the hold")
+}
+
+func TestHoldPastDeadlineReturnsErrorWithRetryAt(t *testing.T) {
+	s := newScript(t, status(503, "", "Retry-After", "30"), status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, MaxElapsedTime: 10 * time.Second})
+	_, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+
+	resp, err := getOnce(t, tr, s.URL)
+	assert.Nil(t, resp)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.ErrorIs(t, err, ErrThrottled)
+	assert.Equal(t, ClassRateLimited, e.Class)
+	assert.Equal(t, t0.Add(30*time.Second), e.RetryAt)
+	assert.Equal(t, 0, e.Attempts)
+	assert.False(t, e.OutcomeUnknown)
+	assert.Empty(t, clk.Waits())
+	assert.Len(t, s.Requests(), 1, "nothing sent")
+}
+
+func TestClientSideLimits(t *testing.T) {
+	s := newScript(t, status(200, ""))
+	p := Policy{Name: "p", Limits: []Limit{
+		{Name: "pay", Methods: []string{http.MethodPost}, Rate: 10, Burst: 1},
+		{Name: "all", Rate: 1000},
+	}}
+	tr, clk := newTestTransport(t, nil, p)
+	for range 3 {
+		resp, err := post(t, tr, s.URL, `{}`)
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+	}
+	for range 2 {
+		_, err := getOnce(t, tr, s.URL) // GETs are not in "pay"
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}, clk.Waits())
+	scope, limits := tr.scopeFor(httptestRequest(http.MethodPost, "/v1/pay"))
+	assert.Equal(t, "p/pay", scope)
+	assert.Len(t, limits, 2)
+	scope, limits = tr.scopeFor(httptestRequest(http.MethodGet, "/v1/pay"))
+	assert.Equal(t, "p", scope)
+	assert.Len(t, limits, 1)
+}
+
+func httptestRequest(method, path string) *http.Request {
+	r, _ := http.NewRequest(method, "http://127.0.0.1"+path, nil)
+	return r
+}
+
+func TestSmartRetryLimitsMatchTheDocumentedTable(t *testing.T) {
+	tr, err := NewTransport(nil, SmartRetry())
+	require.NoError(t, err)
+	cases := []struct {
+		method, path, scope string
+		rates               []float64
+	}{
+		{"POST", "/v1/payments/sale/ABC123", "smartretry/payment", []float64{100, 1000}},
+		{"POST", "/v1/payments/refund", "smartretry/payment", []float64{100, 1000}},
+		{"GET", "/v1/payments/status/ABC", "smartretry/status", []float64{500, 1000}},
+		{"POST", "/v1/recurring/charge", "smartretry/recurring", []float64{100, 1000}},
+		{"PUT", "/v1/other", "smartretry", []float64{1000}},
+	}
+	for _, c := range cases {
+		scope, limits := tr.scopeFor(httptestRequest(c.method, c.path))
+		assert.Equal(t, c.scope, scope, c.path)
+		var rates []float64
+		for _, l := range limits {
+			rates = append(rates, l.Rate)
+		}
+		assert.Equal(t, c.rates, rates, c.path)
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	s := newScript(t, status(503, ""))
+	p := keyed()
+	p.RetryBudgetBurst = 2
+	p.RetryBudgetRatio = 0.001
+	tr, _ := newTestTransport(t, nil, p)
+	var reasons []string
+	tr.p.OnAttempt = func(a Attempt) { reasons = append(reasons, a.Reason) }
+
+	resp, err := post(t, tr, s.URL, `{}`)
+	require.NoError(t, err)
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Len(t, s.Requests(), 3, "two retries paid from the budget")
+	assert.Equal(t, "retry budget spent", reasons[len(reasons)-1])
+
+	reasons = nil
+	_, err = post(t, tr, s.URL, `{}`)
+	require.NoError(t, err)
+	assert.Len(t, s.Requests(), 4, "first attempts are never blocked; no retry is left")
+	assert.Equal(t, []string{"retry budget spent"}, reasons)
+}
+
+func TestRetryBudgetRefundsSuccessfulRetries(t *testing.T) {
+	b := newRetryBudget(0, 2)
+	require.True(t, b.spend())
+	b.refund()
+	require.True(t, b.spend())
+	require.True(t, b.spend())
+	assert.False(t, b.spend())
+	b.earn()
+	assert.False(t, b.has(), "ratio 0 earns nothing")
+	assert.Nil(t, newRetryBudget(-1, 5), "negative ratio: no budget")
+	var off *retryBudget
+	assert.True(t, off.spend())
+}
+
+func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
+	handlers := []http.HandlerFunc{}
+	for range outageThreshold + 1 {
+		handlers = append(handlers, status(503, ""))
+	}
+	handlers = append(handlers, status(200, ""))
+	s := newScript(t, handlers...)
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	var sources []WaitSource
+	for range outageThreshold {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	assert.Empty(t, clk.Waits())
+
+	// Down: the next request waits for the probe slot, is the probe, and fails.
+	resp, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Equal(t, []time.Duration{probeInterval}, clk.Waits())
+
+	// The next probe succeeds and the provider is up again.
+	tr.p.OnAttempt = func(a Attempt) { sources = append(sources, a.WaitSource) }
+	resp, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	resp, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, []time.Duration{probeInterval, probeInterval}, clk.Waits(), "no wait once up")
+	assert.Len(t, s.Requests(), outageThreshold+3)
+}
+
+func TestOutageHoldPastDeadline(t *testing.T) {
+	s := newScript(t, status(503, ""))
+	tr, _ := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	for range outageThreshold {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.Len(t, s.Requests(), outageThreshold)
+}
+
+func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
+	handlers := []http.HandlerFunc{}
+	for range outageThreshold {
+		handlers = append(handlers, status(500, ""))
+	}
+	handlers = append(handlers, status(200, ""))
+	s := newScript(t, handlers...)
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, BreakerCoolDown: 2 * time.Second})
+	for range outageThreshold {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	resp, err := getOnce(t, tr, s.URL)
+	assert.Nil(t, resp)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.True(t, errors.Is(err, ErrCircuitOpen))
+	assert.Equal(t, ClassServerError, e.Class)
+	assert.Len(t, s.Requests(), outageThreshold, "failed fast: nothing sent")
+
+	clk.Sleep(context.Background(), 2*time.Second) // the cool-down passes
+	resp, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode, "a probe went through")
+	resp, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode, "closed again")
+}
+
+func TestAdaptiveRateAfterRepeated429s(t *testing.T) {
+	l := NewLimiter()
+	ctx := context.Background()
+	now := t0
+	// 20 requests in one second, then two 429s without guidance.
+	for range 20 {
+		d, _, err := l.Take(ctx, "p", nil, now)
+		require.NoError(t, err)
+		require.Zero(t, d)
+		now = now.Add(50 * time.Millisecond)
+	}
+	throttled := Signal{Limit: -1, Remaining: -1, Throttled: true}
+	require.NoError(t, l.Observe(ctx, "p", now, throttled))
+	d, _, _ := l.Take(ctx, "p", nil, now)
+	assert.Zero(t, d, "one 429 is not a trend")
+	require.NoError(t, l.Observe(ctx, "p", now, throttled))
+
+	// The rate is now 0.7 × the measured rate: requests are spaced.
+	d1, _, _ := l.Take(ctx, "p", nil, now)
+	d2, src, _ := l.Take(ctx, "p", nil, now)
+	assert.Zero(t, d1)
+	assert.Equal(t, WaitRateLimit, src)
+	assert.InDelta(t, float64(time.Second)/14, float64(d2), float64(5*time.Millisecond))
+
+	// A 429 with a Retry-After is a hold instead, not a rate change.
+	l2 := NewLimiter()
+	for range 2 {
+		require.NoError(t, l2.Observe(ctx, "p", t0, Signal{Limit: -1, Remaining: -1, Throttled: true, RetryAt: t0.Add(time.Second)}))
+	}
+	d, src, _ = l2.Take(ctx, "p", nil, t0)
+	assert.Equal(t, time.Second, d)
+	assert.Equal(t, WaitRetryAfter, src)
+	d, _, _ = l2.Take(ctx, "p", nil, t0.Add(time.Second))
+	assert.Zero(t, d)
+
+	// Successes raise the rate back until it no longer binds.
+	for range 300 {
+		now = now.Add(time.Second / 14)
+		l.Take(ctx, "p", nil, now)
+		require.NoError(t, l.Observe(ctx, "p", now, Signal{Limit: -1, Remaining: -1, OK: true}))
+	}
+	ll := l.(*localLimiter)
+	assert.Nil(t, ll.scopes["p"].adaptive, "recovered")
+}
+
+type failingLimiter struct{}
+
+func (failingLimiter) Take(context.Context, string, []Limit, time.Time) (time.Duration, WaitSource, error) {
+	return 0, WaitNone, errors.New("store down")
+}
+
+func (failingLimiter) Observe(context.Context, string, time.Time, Signal) error {
+	return errors.New("store down")
+}
+
+func TestLimiterErrorDoesNotStopPayments(t *testing.T) {
+	s := newScript(t, status(200, ""))
+	tr, _ := newTestTransport(t, nil, Policy{Name: "p", Limiter: failingLimiter{}})
+	resp, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+}
