@@ -32,7 +32,7 @@ func TestGoodputUnderRateLimit(t *testing.T) {
 	generic := keyed()
 	generic.InitialInterval = 50 * time.Millisecond
 	for name, p := range map[string]Policy{
-		"preset with client-side limits": SmartRetry(),
+		"preset with client-side limits":        SmartRetry(),
 		"generic policy, provider signals only": generic,
 	} {
 		t.Run(name, func(t *testing.T) { testGoodput(t, p) })
