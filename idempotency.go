@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -12,7 +13,15 @@ import (
 // newKey returns a random (version 4) UUID read from crypto/rand, as
 // seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
 // Idempotency-Key draft recommends.
-func newKey() string { return uuid.NewString() }
+func newKey() string {
+	var u uuid.UUID
+	if _, err := rand.Read(u[:]); err != nil {
+		return uuid.NewString() // crypto/rand does not fail; keep its contract anyway
+	}
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return u.String()
+}
 
 // safeMethod reports whether a method is safe to send twice without a key:
 // GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1). PUT and DELETE are
@@ -88,7 +97,7 @@ func (c *call) prepareHeaders() {
 	n := 0
 	switch {
 	case p.IdempotencyHeader != "":
-		if v := c.req.Header.Get(p.IdempotencyHeader); v != "" {
+		if v := first(c.req.Header, p.IdempotencyHeader); v != "" {
 			c.key = v
 		} else if c.wantsKey() {
 			c.key = newKey()
@@ -107,13 +116,13 @@ func (c *call) prepareHeaders() {
 		// A key the caller set in a standard header makes the call safe to
 		// replay even when the policy does not manage keys.
 		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
-			if v := c.req.Header.Get(h); v != "" {
+			if v := first(c.req.Header, h); v != "" {
 				c.key = v
 				break
 			}
 		}
 	}
-	if h := p.CorrelationHeader; h != "" && c.req.Header.Get(h) == "" {
+	if h := p.CorrelationHeader; h != "" && first(c.req.Header, h) == "" {
 		add[n] = [2]string{h, newKey()}
 		n++
 	}
@@ -124,8 +133,9 @@ func (c *call) prepareHeaders() {
 	for k, v := range c.req.Header {
 		hdr[k] = v // values are shared, never modified
 	}
-	for _, kv := range add[:n] {
-		hdr[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+	for i, kv := range add[:n] {
+		c.vals[i] = kv[1]
+		hdr[kv[0]] = c.vals[i : i+1 : i+1] // names are canonical
 	}
 	c.header = hdr
 }

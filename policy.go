@@ -36,12 +36,14 @@ type Policy struct {
 	// turns jitter off; at most 1.
 	RandomizationFactor float64
 	// MaxElapsedTime bounds the whole logical call, all attempts and waits
-	// (default 1m). No wait starts that would end past it, and an attempt
-	// still running when it ends is cut off as a time-out.
+	// (default 1m). No wait starts that would end past it; a retry still
+	// running when it ends is cut off as a time-out, and so is the first
+	// attempt when AttemptTimeout is set (otherwise the first attempt is
+	// bounded by the request's context, which costs nothing per call).
 	MaxElapsedTime time.Duration
 	// AttemptTimeout bounds one attempt until its response headers (and the
-	// first 64 KiB of an error body) arrive; 0 means none. The returned body
-	// is not subject to it.
+	// first 64 KiB of an error body) arrive; 0 means none (the presets set
+	// 20s). The returned body is not subject to it.
 	AttemptTimeout time.Duration
 	// MaxRetryAfter is the longest server-requested wait (Retry-After) the
 	// transport honours (default 1m). A longer one is neither waited out nor
@@ -230,6 +232,12 @@ func (p Policy) withDefaults() (Policy, error) {
 		if !validToken(m) {
 			return bad("KeyMethods", fmt.Sprintf("has an invalid method %q", m))
 		}
+	}
+	if p.IdempotencyHeader != "" {
+		p.IdempotencyHeader = http.CanonicalHeaderKey(p.IdempotencyHeader)
+	}
+	if p.CorrelationHeader != "" {
+		p.CorrelationHeader = http.CanonicalHeaderKey(p.CorrelationHeader)
 	}
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = defaultMaxAttempts

@@ -5,6 +5,11 @@ import (
 	"time"
 )
 
+// presetAttemptTimeout bounds one attempt in the presets. No document gives
+// one; a payment call that has not answered in 20 s is treated as a time-out
+// (outcome unknown), retried with the same key.
+const presetAttemptTimeout = 20 * time.Second
+
 // The presets below follow the providers' own documents, kept in
 // shared/seeds/; each rule cites the file it comes from. Every preset keeps the
 // invariants of [Policy.Rules]: a write without a key is retried only when it
@@ -29,6 +34,7 @@ func ORZCash() Policy {
 		Multiplier:          2,
 		RandomizationFactor: 0.5,
 		MaxElapsedTime:      time.Minute,
+		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
 		// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header
 		// to your POST request"; "A UUID key".
@@ -70,6 +76,7 @@ func Verto() Policy {
 		Multiplier:          2,
 		RandomizationFactor: 0.5,
 		MaxElapsedTime:      time.Minute,
+		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
 		// seed 002_3e18af4f20d976a0.txt: "Send an Idempotency-Key on any
 		// write request that can create a financial side effect."
@@ -137,6 +144,7 @@ func KeyStone() Policy {
 		Multiplier:          2,
 		RandomizationFactor: 0.5,
 		MaxElapsedTime:      time.Minute,
+		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
 		// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent
 		// via idempotency_key" (a body field); "Subsequent calls: returns the
@@ -197,6 +205,7 @@ func SmartRetry() Policy {
 		Multiplier:          2,
 		RandomizationFactor: 0.1,
 		MaxElapsedTime:      2 * time.Minute,
+		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
 		// seed 004_ca1457097c2eedaa.txt: "Always include an Idempotency-Key
 		// header on POST requests."

@@ -19,7 +19,7 @@ const maxDigits = 1 << 40
 // (IMF-fixdate, RFC 850, asctime). A date in the past means "now" (0). ok is
 // false when the field is absent or malformed; malformed values are ignored.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
+	v := strings.TrimSpace(first(h, "Retry-After"))
 	if v == "" {
 		return 0, false
 	}
@@ -89,19 +89,30 @@ type Signal struct {
 // Throttled, Failed and OK are left to the caller.
 func ParseSignal(h http.Header, now time.Time) Signal {
 	s := Signal{Limit: -1, Remaining: -1}
+	if len(h) == 0 {
+		return s
+	}
 	if d, ok := retryAfter(h, now); ok {
 		s.RetryAt = now.Add(d)
 	}
-	for _, prefix := range [...]string{"X-Ratelimit-", "Ratelimit-"} {
-		if v, ok := firstInt(h.Get(prefix + "Limit")); ok && s.Limit < 0 {
+	// The X- fields first: their Reset may be a unix time.
+	fields := [...]struct {
+		limit, remaining, reset string
+		unix                    bool
+	}{
+		{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", true},
+		{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset", false},
+	}
+	for _, f := range fields {
+		if v, ok := firstInt(first(h, f.limit)); ok && s.Limit < 0 {
 			s.Limit = v
 		}
-		if v, ok := firstInt(h.Get(prefix + "Remaining")); ok && s.Remaining < 0 {
+		if v, ok := firstInt(first(h, f.remaining)); ok && s.Remaining < 0 {
 			s.Remaining = v
 		}
-		if v, ok := parseDigits(strings.TrimSpace(h.Get(prefix + "Reset"))); ok && s.Reset.IsZero() {
+		if v, ok := parseDigits(strings.TrimSpace(first(h, f.reset))); ok && s.Reset.IsZero() {
 			switch {
-			case prefix == "X-Ratelimit-" && v >= unixThreshold:
+			case f.unix && v >= unixThreshold:
 				s.Reset = time.Unix(v, 0)
 			case v < unixThreshold:
 				s.Reset = now.Add(time.Duration(v) * time.Second)
@@ -109,7 +120,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 		}
 	}
 	// draft-ietf-httpapi-ratelimit-headers-11 §4: RateLimit: "default";r=50;t=30
-	if items, ok := parseSFList(h.Values("Ratelimit")); ok {
+	if items, ok := parseSFList(h["Ratelimit"]); ok {
 		for _, it := range items {
 			r, okR := it.params["r"]
 			if !okR {
@@ -125,7 +136,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 	}
 	// §3: RateLimit-Policy: "burst";q=100;w=60 — informative: the quota.
 	if s.Limit < 0 {
-		if items, ok := parseSFList(h.Values("Ratelimit-Policy")); ok {
+		if items, ok := parseSFList(h["Ratelimit-Policy"]); ok {
 			for _, it := range items {
 				if q, ok := it.params["q"]; ok && (s.Limit < 0 || q < s.Limit) {
 					s.Limit = q
@@ -134,6 +145,29 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 		}
 	}
 	return s
+}
+
+// hasRateFields reports whether h has any field ParseSignal reads.
+func hasRateFields(h http.Header) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, k := range [...]string{"Retry-After", "X-Ratelimit-Remaining", "X-Ratelimit-Limit", "X-Ratelimit-Reset",
+		"Ratelimit", "Ratelimit-Remaining", "Ratelimit-Limit", "Ratelimit-Reset", "Ratelimit-Policy"} {
+		if _, ok := h[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// first returns the first value of a field by its canonical name, without
+// canonicalizing it again as Header.Get would.
+func first(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // firstInt reads the leading integer of a field such as "100" or the

@@ -36,6 +36,9 @@ type Transport struct {
 	rules  [numClasses]Rule
 	scopes []string // limiter scope of each of p.Limits
 	budget *retryBudget
+	// traceAware: base is an *http.Transport, whose httptrace hooks always
+	// fire, so a missing WroteHeaders proves the request never left.
+	traceAware bool
 
 	// Seams for tests; never nil.
 	now   func() time.Time
@@ -62,6 +65,7 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	for _, l := range p.Limits {
 		t.scopes = append(t.scopes, p.Name+"/"+l.Name)
 	}
+	_, t.traceAware = base.(*http.Transport)
 	return t, nil
 }
 
@@ -157,8 +161,9 @@ type call struct {
 	refreshed bool
 	paid      bool // this attempt is a retry paid from the budget
 
-	trace *httptrace.ClientTrace
+	trace httptrace.ClientTrace
 	flags atomic.Uint32
+	vals  [2]string // backing of the header values the call adds
 
 	bo *backoff.ExponentialBackOff
 }
@@ -177,11 +182,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.prepareHeaders()
 	c.scope, c.limits = t.scopeFor(req)
 	if c.write {
-		c.trace = &httptrace.ClientTrace{
-			GetConn:      func(string) { c.flags.Or(traceGetConn) },
-			WroteHeaders: func() { c.flags.Or(traceWrote) },
+		// What happened on the wire tells a request that never left from
+		// one whose outcome is unknown. An *http.Transport always reports
+		// writing the headers; another base proves it reports anything
+		// when it asks for a connection.
+		c.trace.WroteHeaders = func() { c.flags.Or(traceWrote) }
+		if !t.traceAware {
+			c.trace.GetConn = func(string) { c.flags.Or(traceGetConn) }
 		}
-		c.ctx = httptrace.WithClientTrace(c.ctx, c.trace)
+		c.ctx = httptrace.WithClientTrace(c.ctx, &c.trace)
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
 	// the answer if that attempt is not made.
@@ -324,8 +333,11 @@ func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
 func (c *call) throttle() (outage bool, err error) {
 	t := c.t
 	ctx := c.req.Context()
+	now := c.start
+	if c.attempts > 0 {
+		now = t.now()
+	}
 	for {
-		now := t.now()
 		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
 		if lerr != nil {
 			// A shared limiter that fails must not stop payments: send
@@ -353,6 +365,7 @@ func (c *call) throttle() (outage bool, err error) {
 		if serr := t.sleep(ctx, d); serr != nil {
 			return outage, c.fail(ClassCanceled, serr)
 		}
+		now = t.now()
 	}
 }
 
@@ -372,10 +385,15 @@ func (c *call) observe(resp *http.Response, class Class) {
 	if class == ClassCanceled {
 		return // says nothing about the provider
 	}
-	now := c.t.now()
 	sig := Signal{Limit: -1, Remaining: -1}
-	if resp != nil {
-		sig = ParseSignal(resp.Header, now)
+	var now time.Time
+	if class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header) {
+		now = c.start // nothing time-related to read: spare a clock read
+	} else {
+		now = c.t.now()
+		if resp != nil {
+			sig = ParseSignal(resp.Header, now)
+		}
 	}
 	switch class {
 	case ClassRateLimited:
@@ -421,7 +439,7 @@ func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, b
 	}
 	flags := c.flags.Load()
 	wrote := flags&traceWrote != 0
-	neverLeft := flags&traceGetConn != 0 && !wrote
+	neverLeft := (c.t.traceAware || flags&traceGetConn != 0) && !wrote
 	switch {
 	case class == ClassNetwork && wrote:
 		class = ClassTimeout
@@ -559,16 +577,22 @@ func (c *call) keyHeader() string {
 // fired; cancel ends the attempt's context.
 func (c *call) newRequest() (r *http.Request, stop func() bool, cancel context.CancelCauseFunc, err error) {
 	ctx := c.ctx
-	timeout := c.t.p.MaxElapsedTime - c.t.now().Sub(c.start)
-	if at := c.t.p.AttemptTimeout; at > 0 && at < timeout {
-		timeout = at
+	// An attempt gets a timer only when something bounds it: AttemptTimeout,
+	// or, for a retry, what is left of MaxElapsedTime. The first attempt is
+	// otherwise bounded by the request's context alone.
+	p := &c.t.p
+	if p.AttemptTimeout > 0 || c.attempts > 1 {
+		timeout := p.MaxElapsedTime - c.t.now().Sub(c.start)
+		if at := p.AttemptTimeout; at > 0 && at < timeout {
+			timeout = at
+		}
+		if timeout <= 0 {
+			timeout = 1 // already past MaxElapsedTime: time out at once
+		}
+		actx, acancel := context.WithCancelCause(ctx)
+		timer := time.AfterFunc(timeout, func() { acancel(ErrAttemptTimeout) })
+		ctx, cancel, stop = actx, acancel, timer.Stop
 	}
-	if timeout <= 0 {
-		timeout = 1 // already past MaxElapsedTime: time out at once
-	}
-	ctx, cancel = context.WithCancelCause(ctx)
-	timer := time.AfterFunc(timeout, func() { cancel(ErrAttemptTimeout) })
-	stop = timer.Stop
 
 	if c.attempts == 1 && c.header == nil && !c.inMemory && c.first == nil && ctx == c.req.Context() {
 		return c.req, stop, cancel, nil
@@ -589,8 +613,10 @@ func (c *call) newRequest() (r *http.Request, stop func() bool, cancel context.C
 	case c.attempts > 1:
 		body, gerr := c.req.GetBody()
 		if gerr != nil {
-			stop()
-			cancel(nil)
+			if stop != nil {
+				stop()
+				cancel(nil)
+			}
 			return nil, nil, nil, gerr
 		}
 		r.Body = body

@@ -229,9 +229,10 @@ func TestAttemptTimeoutGetIsRetried(t *testing.T) {
 	assert.Len(t, s.Requests(), 2)
 }
 
-func TestMaxElapsedTimeCutsAStalledAttempt(t *testing.T) {
-	s := newScript(t, stall)
-	tr, err := NewTransport(nil, Policy{Name: "x", IdempotencyHeader: "Idempotency-Key", MaxElapsedTime: 200 * time.Millisecond})
+func TestMaxElapsedTimeCutsAStalledRetry(t *testing.T) {
+	s := newScript(t, status(503, ""), stall)
+	tr, err := NewTransport(nil, Policy{Name: "x", IdempotencyHeader: "Idempotency-Key",
+		InitialInterval: time.Millisecond, MaxElapsedTime: 300 * time.Millisecond})
 	require.NoError(t, err)
 	start := time.Now()
 	resp, err := post(t, tr, s.URL, `{}`)
@@ -241,7 +242,19 @@ func TestMaxElapsedTimeCutsAStalledAttempt(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, ClassTimeout, e.Class)
 	assert.True(t, e.OutcomeUnknown)
+	assert.Equal(t, 2, e.Attempts)
 	assert.NotEmpty(t, e.IdempotencyKey)
+}
+
+func TestMaxElapsedTimeBoundsTheFirstAttemptWithAttemptTimeout(t *testing.T) {
+	s := newScript(t, stall)
+	tr, err := NewTransport(nil, Policy{Name: "x", IdempotencyHeader: "Idempotency-Key",
+		AttemptTimeout: 10 * time.Second, MaxElapsedTime: 200 * time.Millisecond})
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = post(t, tr, s.URL, `{}`)
+	assert.Less(t, time.Since(start), 2*time.Second, "min(AttemptTimeout, MaxElapsedTime)")
+	assert.ErrorIs(t, err, ErrAttemptTimeout)
 }
 
 // closedAddr returns a loopback address where nothing listens.
