@@ -3,6 +3,7 @@ package payretry
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -197,6 +198,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var (
 		prev       *http.Response
 		prevClass  Class
+		prevErr    error
 		prevCancel context.CancelCauseFunc
 	)
 	for {
@@ -204,7 +206,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.paid = false
 		if herr == nil && c.attempts > 0 && !outage {
 			if c.paid = t.budget.spend(); !c.paid {
-				herr = c.fail(prevClass, ErrRetryBudget)
+				herr = c.fail(prevClass, budgetErr(prevErr))
 			}
 		}
 		if herr != nil {
@@ -235,6 +237,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil && resp != nil {
 			resp.Body.Close()
 			resp = nil
+		}
+		if resp != nil && resp.Request == nil {
+			resp.Request = areq // the contract: the request of the final attempt
 		}
 		class, leftUnknown := c.classify(resp, err, timedOut)
 		if leftUnknown {
@@ -299,7 +304,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel(nil)
 			cancel = nil
 		}
-		prev, prevClass, prevCancel = resp, class, cancel
+		prev, prevClass, prevErr, prevCancel = resp, class, err, cancel
 		if resp != nil && t.rules[class].NewKey && !c.keyPinned && c.key != "" {
 			c.rekey()
 		}
@@ -664,6 +669,15 @@ func (c *call) fail(class Class, err error) *Error {
 		OutcomeUnknown: c.write && c.unknown,
 		Err:            err,
 	}
+}
+
+// budgetErr is the cause of a call whose retry the budget refused after an
+// attempt without a response; errors.Is matches both.
+func budgetErr(last error) error {
+	if last == nil {
+		return ErrRetryBudget
+	}
+	return fmt.Errorf("%w (last attempt: %w)", ErrRetryBudget, last)
 }
 
 func joinBodyErr(err error) error {

@@ -313,3 +313,18 @@ func TestLimiterErrorDoesNotStopPayments(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
 }
+
+func TestRetryBudgetErrorKeepsTheCause(t *testing.T) {
+	p := Policy{Name: "p", RetryBudgetBurst: 1, RetryBudgetRatio: 0.0001}
+	tr, _ := newTestTransport(t, nil, p)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+closedAddr(t), nil)
+	resp, err := tr.RoundTrip(req)
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrRetryBudget)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, ClassNetwork, e.Class)
+	assert.Equal(t, 2, e.Attempts)
+	var op interface{ Timeout() bool }
+	assert.ErrorAs(t, err, &op, "the dial error is still reachable")
+}
