@@ -130,6 +130,12 @@ type Attempt struct {
 	Reason         string // why no attempt follows, when Retry is false and the call failed
 }
 
+// Reasons, in Attempt.Reason, that also shape the returned error.
+const (
+	reasonBudget = "retry budget spent"
+	reasonBody   = "body not replayable"
+)
+
 const (
 	traceGetConn uint32 = 1 << iota
 	traceWrote
@@ -284,8 +290,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if cancel != nil {
 				cancel(nil)
 			}
-			if a.Reason == "body not replayable" {
+			switch a.Reason {
+			case reasonBody:
 				err = joinBodyErr(err)
+			case reasonBudget:
+				err = budgetErr(err)
 			}
 			return nil, c.fail(class, err)
 		}
@@ -474,9 +483,9 @@ func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (boo
 	case c.attempts >= c.t.p.MaxAttempts:
 		return false, "retries exhausted"
 	case !c.t.budget.has():
-		return false, "retry budget spent"
+		return false, reasonBudget
 	case !c.replayable:
-		return false, "body not replayable"
+		return false, reasonBody
 	}
 	return true, ""
 }
