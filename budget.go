@@ -1,6 +1,9 @@
 package payretry
 
-import "sync"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // retryBudget keeps retries a bounded fraction of a Transport's traffic, in the
 // spirit of gRPC's retryThrottling and the AWS SDK's retry quota: every first
@@ -9,28 +12,49 @@ import "sync"
 // When no whole token is left, failures are returned at once instead of
 // retried. First attempts are never blocked by it. During an outage, where
 // retries fail, they are about ratio of the first attempts.
+//
+// Tokens are kept in millionths in one atomic integer: the first attempt of
+// every call touches it, so it takes no lock.
 type retryBudget struct {
-	mu     sync.Mutex
-	tokens float64
-	ratio  float64
-	burst  float64
+	micro atomic.Int64
+	ratio int64 // per first attempt, in millionths
+	burst int64 // in millionths
 }
+
+const budgetUnit = 1_000_000
 
 func newRetryBudget(ratio float64, burst int) *retryBudget {
 	if ratio < 0 {
 		return nil // disabled
 	}
-	return &retryBudget{tokens: float64(burst), ratio: ratio, burst: float64(burst)}
+	b := &retryBudget{ratio: int64(math.Round(ratio * budgetUnit)), burst: int64(burst) * budgetUnit}
+	b.micro.Store(b.burst)
+	return b
+}
+
+// add moves the balance by d, within [0, burst].
+func (b *retryBudget) add(d int64) {
+	for {
+		old := b.micro.Load()
+		next := min(b.burst, old+d)
+		if next == old || b.micro.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // earn records a first attempt.
 func (b *retryBudget) earn() {
-	if b == nil {
-		return
+	if b != nil && b.ratio > 0 {
+		b.add(b.ratio)
 	}
-	b.mu.Lock()
-	b.tokens = min(b.burst, b.tokens+b.ratio)
-	b.mu.Unlock()
+}
+
+// refund gives back the token of a retry that succeeded.
+func (b *retryBudget) refund() {
+	if b != nil {
+		b.add(budgetUnit)
+	}
 }
 
 // spend takes one token for a retry, or reports that none is left.
@@ -38,31 +62,18 @@ func (b *retryBudget) spend() bool {
 	if b == nil {
 		return true
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.tokens < 1 {
-		return false
+	for {
+		old := b.micro.Load()
+		if old < budgetUnit {
+			return false
+		}
+		if b.micro.CompareAndSwap(old, old-budgetUnit) {
+			return true
+		}
 	}
-	b.tokens--
-	return true
-}
-
-// refund gives back the token of a retry that succeeded.
-func (b *retryBudget) refund() {
-	if b == nil {
-		return
-	}
-	b.mu.Lock()
-	b.tokens = min(b.burst, b.tokens+1)
-	b.mu.Unlock()
 }
 
 // has reports whether a retry could be paid for now.
 func (b *retryBudget) has() bool {
-	if b == nil {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.tokens >= 1
+	return b == nil || b.micro.Load() >= budgetUnit
 }

@@ -147,14 +147,14 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 	return s
 }
 
-// hasRateFields reports whether h has any field ParseSignal reads.
+// hasRateFields reports whether h has any field ParseSignal reads. Response
+// headers are few, so one pass over them beats nine lookups.
 func hasRateFields(h http.Header) bool {
-	if len(h) == 0 {
-		return false
-	}
-	for _, k := range [...]string{"Retry-After", "X-Ratelimit-Remaining", "X-Ratelimit-Limit", "X-Ratelimit-Reset",
-		"Ratelimit", "Ratelimit-Remaining", "Ratelimit-Limit", "Ratelimit-Reset", "Ratelimit-Policy"} {
-		if _, ok := h[k]; ok {
+	for k := range h {
+		if len(k) < 9 || (k[0] != 'R' && k[0] != 'X') {
+			continue
+		}
+		if k == "Retry-After" || strings.HasPrefix(k, "Ratelimit") || strings.HasPrefix(k, "X-Ratelimit-") {
 			return true
 		}
 	}
