@@ -65,23 +65,26 @@ func jsonField(body []byte, field string) (string, bool) {
 func withJSONField(body []byte, field, value string) []byte {
 	name, _ := json.Marshal(field)
 	val, _ := json.Marshal(value)
-	if _, ok := jsonField(body, field); !ok {
-		b := bytes.TrimLeft(body, " \t\r\n")[1:] // after '{'
-		out := make([]byte, 0, len(body)+len(name)+len(val)+2)
-		out = append(out, '{')
-		out = append(out, name...)
-		out = append(out, ':')
-		out = append(out, val...)
-		if rest := bytes.TrimLeft(b, " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
-			out = append(out, ',')
-		}
-		return append(out, b...)
-	}
 	var m map[string]json.RawMessage
-	json.Unmarshal(body, &m)
-	m[field] = val
-	out, _ := json.Marshal(m)
-	return out
+	if json.Unmarshal(body, &m) == nil {
+		if _, present := m[field]; present {
+			// Replace the member (even a null or empty one) rather than add a
+			// second: parsers keep the last of two members of one name.
+			m[field] = val
+			out, _ := json.Marshal(m)
+			return out
+		}
+	}
+	b := bytes.TrimLeft(body, " \t\r\n")[1:] // after '{'
+	out := make([]byte, 0, len(body)+len(name)+len(val)+2)
+	out = append(out, '{')
+	out = append(out, name...)
+	out = append(out, ':')
+	out = append(out, val...)
+	if rest := bytes.TrimLeft(b, " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, b...)
 }
 
 // wantsKey reports whether the policy gives this call's method a key.

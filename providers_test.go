@@ -1,0 +1,1095 @@
+package payretry
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// One test per documented rule of each preset, against a loopback server
+// (newScript): what the provider received on the wire, and the waits the fake
+// clock recorded. The seed file each rule comes from is cited above each test.
+
+// pvAttemptTimeout is the real time-out of an attempt in the time-out tests.
+const pvAttemptTimeout = 100 * time.Millisecond
+
+// pvSend sends one logical call through tr: method, url, body ("" = none) and
+// header pairs. The body has a GetBody (strings.NewReader).
+func pvSend(t *testing.T, tr http.RoundTripper, method, url, body string, kv ...string) (*http.Response, error) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		req.Header.Set(kv[i], kv[i+1])
+	}
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		t.Cleanup(func() { resp.Body.Close() })
+	}
+	return resp, err
+}
+
+// pvUUID asserts that s is a random (version 4) UUID.
+func pvUUID(t *testing.T, s string) {
+	t.Helper()
+	u, err := uuid.Parse(s)
+	if assert.NoError(t, err, "not a UUID: %q", s) {
+		assert.Equal(t, uuid.Version(4), u.Version(), "not a v4 UUID: %q", s)
+		assert.Equal(t, u.String(), s, "not in canonical form")
+	}
+}
+
+// pvDistinct asserts that all keys are UUIDs and pairwise different.
+func pvDistinct(t *testing.T, keys []string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for i, k := range keys {
+		pvUUID(t, k)
+		assert.False(t, seen[k], "key of attempt %d reused: %q (keys %q)", i+1, k, keys)
+		seen[k] = true
+	}
+}
+
+// pvSame asserts that there are n keys, all equal to the first, a UUID.
+func pvSame(t *testing.T, keys []string, n int) {
+	t.Helper()
+	require.Len(t, keys, n, "attempts")
+	pvUUID(t, keys[0])
+	for i, k := range keys {
+		assert.Equal(t, keys[0], k, "key of attempt %d", i+1)
+	}
+}
+
+// pvBodies asserts that every request carried exactly body.
+func pvBodies(t *testing.T, s *script, body string) {
+	t.Helper()
+	for i, r := range s.Requests() {
+		assert.Equal(t, body, string(r.Body), "body of attempt %d", i+1)
+	}
+}
+
+// pvCheck returns the *Error CheckResponse builds from resp.
+func pvCheck(t *testing.T, resp *http.Response) *Error {
+	t.Helper()
+	var e *Error
+	require.ErrorAs(t, CheckResponse(resp), &e)
+	return e
+}
+
+// pvRefresh returns a RefreshAuth hook that sets a new bearer token and
+// counts its calls.
+func pvRefresh(calls *int) func(*http.Request) error {
+	return func(r *http.Request) error {
+		*calls++
+		r.Header.Set("Authorization", "Bearer new-token")
+		return nil
+	}
+}
+
+// pvKeyField returns the "idempotency_key" string of a JSON body sent.
+func pvKeyField(t *testing.T, body []byte) string {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(body, &m), "body sent is not a JSON object: %s", body)
+	k, ok := m["idempotency_key"].(string)
+	require.True(t, ok, "no string idempotency_key in %s", body)
+	return k
+}
+
+// pvBodyKeys returns the idempotency_key of every request's body.
+func pvBodyKeys(t *testing.T, s *script) []string {
+	t.Helper()
+	var keys []string
+	for _, r := range s.Requests() {
+		keys = append(keys, pvKeyField(t, r.Body))
+	}
+	return keys
+}
+
+// ---------------------------------------------------------------- ORZCash
+
+// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
+// POST request"; "Idempotency-Key: A UUID key used to serve as request level
+// idempotency".
+func TestORZCash_PostGetsUUIDKeyHeader(t *testing.T) {
+	s := newScript(t, status(201, `{"id":"t1"}`))
+	tr, clk := newTestTransport(t, nil, ORZCash())
+	body := `{"amount":"10.00","currency":"EUR"}`
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	require.NoError(t, CheckResponse(resp))
+
+	reqs := s.Requests()
+	require.Len(t, reqs, 1)
+	key := reqs[0].Header.Get("Idempotency-Key")
+	pvUUID(t, key)
+	assert.Len(t, reqs[0].Header.Values("Idempotency-Key"), 1, "one key header")
+	assert.Equal(t, key, resp.Request.Header.Get("Idempotency-Key"))
+	assert.Equal(t, body, string(reqs[0].Body))
+	assert.Equal(t, "/transfers", reqs[0].Path)
+	assert.Empty(t, clk.Waits())
+}
+
+// seed 000_44e1dbe989a58fef.txt: "When retrying requests, a new idempotency
+// key should be provided as all requests with the same idempotency key
+// returns the same result, including 500 requests." (5xx).
+func TestORZCash_NewKeyAfter5xx(t *testing.T) {
+	s := newScript(t, status(500, `{"code":"E500","message":"internal"}`), status(503, ""), status(201, `{"id":"t1"}`))
+	tr, clk := newTestTransport(t, nil, ORZCash())
+	body := `{"amount":"10.00"}`
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, `{"id":"t1"}`, readAll(t, resp))
+
+	keys := s.headers("Idempotency-Key")
+	require.Len(t, keys, 3, "attempts")
+	pvDistinct(t, keys)
+	assert.Equal(t, keys[2], resp.Request.Header.Get("Idempotency-Key"), "resp.Request shows the last key")
+	pvBodies(t, s, body)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+}
+
+// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
+// following HTTP status codes should be retried ... 429 (Rate Limits)" and "a
+// new idempotency key should be provided".
+func TestORZCash_NewKeyAfter429(t *testing.T) {
+	s := newScript(t, status(429, `{"message":"slow down"}`), status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
+	tr, clk := newTestTransport(t, nil, ORZCash())
+	body := `{"amount":"10.00"}`
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+
+	keys := s.headers("Idempotency-Key")
+	require.Len(t, keys, 4, "attempts")
+	pvDistinct(t, keys)
+	assert.Equal(t, keys[3], resp.Request.Header.Get("Idempotency-Key"))
+	pvBodies(t, s, body)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+}
+
+// seed 000_44e1dbe989a58fef.txt: "Retries should have an exponential backoff
+// and/or jitter." InitialInterval 500ms, ×2, jitter pinned at the middle;
+// MaxAttempts 4: the last 5xx is returned, with the key of the last attempt.
+func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
+	s := newScript(t, status(500, `{"code":"E500","message":"internal"}`), status(500, `{"code":"E500","message":"internal"}`),
+		status(500, `{"code":"E500","message":"internal"}`), status(502, `{"code":"E502","message":"bad gateway"}`),
+		status(201, ""))
+	tr, clk := newTestTransport(t, nil, ORZCash())
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"1"}`)
+	require.NoError(t, err)
+	assert.Equal(t, 502, resp.StatusCode)
+	keys := s.headers("Idempotency-Key")
+	require.Len(t, keys, 4, "MaxAttempts")
+	pvDistinct(t, keys)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+
+	e := pvCheck(t, resp)
+	assert.Equal(t, "orzcash", e.Provider)
+	assert.Equal(t, ClassServerError, e.Class)
+	assert.Equal(t, 4, e.Attempts)
+	assert.Equal(t, "E502", e.Code)
+	assert.Equal(t, keys[3], e.IdempotencyKey)
+	assert.False(t, e.OutcomeUnknown, "every attempt was answered")
+}
+
+// seed 001_06ccf73c19d45813.txt: "If a transient error or a time-out occurred
+// and the action was not completed in the previous request, the subsequent
+// retry pushes the action to its completion": after a time-out, the SAME key.
+func TestORZCash_SameKeyAfterTimeout(t *testing.T) {
+	s := newScript(t, stall, stall, status(201, `{"id":"t1"}`))
+	p := ORZCash()
+	p.AttemptTimeout = pvAttemptTimeout
+	tr, clk := newTestTransport(t, nil, p)
+	var classes []Class
+	tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
+	body := `{"amount":"10.00"}`
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	pvSame(t, s.headers("Idempotency-Key"), 3)
+	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, classes)
+	pvBodies(t, s, body)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+}
+
+// seed 001_06ccf73c19d45813.txt ("the subsequent retry pushes the action to
+// its completion") with seed 000_44e1dbe989a58fef.txt ("a new idempotency
+// key"): once an attempt timed out, the first request may have executed, so a
+// later 5xx or 429 must NOT rotate the key: it stays pinned.
+func TestORZCash_KeyPinnedAfterTimeout(t *testing.T) {
+	s := newScript(t, stall, status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
+	p := ORZCash()
+	p.AttemptTimeout = pvAttemptTimeout
+	tr, clk := newTestTransport(t, nil, p)
+
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"10.00"}`)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	keys := s.headers("Idempotency-Key")
+	pvSame(t, keys, 4)
+	assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+}
+
+// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
+// following HTTP status codes should be retried": 5xx and 429. 400, 401,
+// 403, 404, 409 and 422 are not, not even a 401 with RefreshAuth set.
+func TestORZCash_4xxNotRetried(t *testing.T) {
+	for _, code := range []int{400, 401, 403, 404, 409, 422} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := newScript(t, status(code, `{"code":"E`+strconv.Itoa(code)+`","message":"no"}`), status(201, ""))
+			p := ORZCash()
+			refreshes := 0
+			p.RefreshAuth = pvRefresh(&refreshes)
+			tr, clk := newTestTransport(t, nil, p)
+
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"1"}`, "Authorization", "Bearer old")
+			require.NoError(t, err)
+			assert.Equal(t, code, resp.StatusCode)
+			require.Len(t, s.Requests(), 1, "attempts")
+			assert.Zero(t, refreshes, "RefreshAuth called")
+			assert.Empty(t, clk.Waits())
+			e := pvCheck(t, resp)
+			assert.Equal(t, 1, e.Attempts)
+			assert.Equal(t, "E"+strconv.Itoa(code), e.Code)
+			assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+		})
+	}
+}
+
+// seed 001_06ccf73c19d45813.txt: "ORZCash Access API supports the submission
+// of idempotent requests for all POST requests": a GET carries no key (and,
+// being safe, is still retried after a 5xx).
+func TestORZCash_GetHasNoKey(t *testing.T) {
+	s := newScript(t, status(500, ""), status(200, `{"accounts":[]}`))
+	tr, clk := newTestTransport(t, nil, ORZCash())
+
+	resp, err := pvSend(t, tr, http.MethodGet, s.URL+"/accounts", "")
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	reqs := s.Requests()
+	require.Len(t, reqs, 2)
+	for i, r := range reqs {
+		assert.Empty(t, r.Header.Values("Idempotency-Key"), "attempt %d", i+1)
+	}
+	assert.Equal(t, []time.Duration{500 * time.Millisecond}, clk.Waits())
+}
+
+// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
+// POST request": a key the caller set goes on attempt 1; seed
+// 000_44e1dbe989a58fef.txt: the retry after a 5xx needs a new one.
+func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
+	s := newScript(t, status(500, ""), status(201, ""))
+	tr, _ := newTestTransport(t, nil, ORZCash())
+	const callerKey = "7d3c6a4e-52b1-4f7a-9a43-0f6c1b2d3e4f"
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/transfers", strings.NewReader(`{"amount":"1"}`))
+	require.NoError(t, err)
+	req.Header.Set("Idempotency-Key", callerKey)
+
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	keys := s.headers("Idempotency-Key")
+	require.Len(t, keys, 2)
+	assert.Equal(t, callerKey, keys[0], "caller's key on attempt 1")
+	assert.NotEqual(t, callerKey, keys[1], "new key after the 5xx")
+	pvUUID(t, keys[1])
+	assert.Equal(t, callerKey, req.Header.Get("Idempotency-Key"), "caller's request not modified")
+	assert.Equal(t, keys[1], resp.Request.Header.Get("Idempotency-Key"))
+}
+
+// ------------------------------------------------------------------ Verto
+
+// seed 002_3e18af4f20d976a0.txt: "Send an Idempotency-Key on any write
+// request that can create a financial side effect"; "Server error (5xx): Yes.
+// Retry safely with the same Idempotency-Key on write operations."
+func TestVerto_SameKeyOnEveryAttemptForWrites(t *testing.T) {
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		t.Run(m, func(t *testing.T) {
+			s := newScript(t, status(500, ""), status(503, ""), status(200, `{"ok":true}`))
+			tr, _ := newTestTransport(t, nil, Verto())
+			body := `{"beneficiaryId":"b-1","amount":100}`
+			if m == http.MethodDelete {
+				body = ""
+			}
+			resp, err := pvSend(t, tr, m, s.URL+"/payouts/p-1", body)
+			require.NoError(t, err)
+			assert.Equal(t, 200, resp.StatusCode)
+			keys := s.headers("Idempotency-Key")
+			pvSame(t, keys, 3)
+			assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
+			for i, r := range s.Requests() {
+				assert.Equal(t, m, r.Method, "attempt %d", i+1)
+			}
+			pvBodies(t, s, body)
+		})
+	}
+}
+
+// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id ... Mandatory. A unique
+// GUID provided by you to track a logical operation"; "Generate a
+// Vfx-Correlation-Id for each logical operation so you can trace retries".
+func TestVerto_CorrelationIdPerLogicalCall(t *testing.T) {
+	t.Run("same on every attempt, new for the next call", func(t *testing.T) {
+		s := newScript(t, status(503, ""), status(429, ""), status(201, ""), status(201, ""))
+		tr, _ := newTestTransport(t, nil, Verto())
+		_, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+		require.NoError(t, err)
+		_, err = pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+		require.NoError(t, err)
+		ids := s.headers("Vfx-Correlation-Id")
+		require.Len(t, ids, 4)
+		pvSame(t, ids[:3], 3)
+		pvUUID(t, ids[3])
+		assert.NotEqual(t, ids[0], ids[3], "a new logical call gets a new id")
+		keys := s.headers("Idempotency-Key")
+		assert.NotEqual(t, keys[0], keys[3], "and a new key")
+		assert.NotEqual(t, ids[0], keys[0], "the id is not the key")
+	})
+	t.Run("reads carry one too", func(t *testing.T) {
+		s := newScript(t, status(500, ""), status(200, "[]"))
+		tr, _ := newTestTransport(t, nil, Verto())
+		_, err := pvSend(t, tr, http.MethodGet, s.URL+"/wallets", "")
+		require.NoError(t, err)
+		pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
+		assert.Equal(t, []string{"", ""}, s.headers("Idempotency-Key"), "a GET has no key")
+	})
+	t.Run("a caller-set id is kept", func(t *testing.T) {
+		s := newScript(t, status(502, ""), status(201, ""))
+		tr, _ := newTestTransport(t, nil, Verto())
+		const mine = "order-flow-8b1f"
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Vfx-Correlation-Id", mine)
+		require.NoError(t, err)
+		assert.Equal(t, []string{mine, mine}, s.headers("Vfx-Correlation-Id"))
+		for _, r := range s.Requests() {
+			assert.Len(t, r.Header.Values("Vfx-Correlation-Id"), 1)
+		}
+		assert.Equal(t, mine, resp.Request.Header.Get("Vfx-Correlation-Id"))
+	})
+}
+
+// seed 002_3e18af4f20d976a0.txt: "5xx ... Retry Safely. Use your
+// Idempotency-Key and wait 5-10 seconds."
+func TestVerto_Wait5to10sOn5xx(t *testing.T) {
+	t.Run("jitter at the middle", func(t *testing.T) {
+		// Backoff 1s, 2s, 4s is raised to the 5s floor.
+		s := newScript(t, status(500, ""), status(502, ""), status(503, ""), status(201, ""))
+		tr, clk := newTestTransport(t, nil, Verto())
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+		require.NoError(t, err)
+		assert.Equal(t, 201, resp.StatusCode)
+		pvSame(t, s.headers("Idempotency-Key"), 4)
+		assert.Equal(t, []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second}, clk.Waits())
+	})
+	for _, draw := range []float64{0, 0.999999} {
+		t.Run("jitter at "+strconv.FormatFloat(draw, 'f', -1, 64), func(t *testing.T) {
+			// More attempts, so that the backoff (up to 10s ±50%) passes
+			// the 10s ceiling.
+			s := newScript(t, status(500, ""), status(500, ""), status(500, ""), status(500, ""), status(500, ""),
+				status(500, ""), status(201, ""))
+			p := Verto()
+			p.MaxAttempts = 7
+			tr, clk := newTestTransport(t, nil, p)
+			tr.rand = func() float64 { return draw }
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, 201, resp.StatusCode)
+			waits := clk.Waits()
+			require.Len(t, waits, 6)
+			for i, w := range waits {
+				assert.GreaterOrEqual(t, w, 5*time.Second, "wait %d", i+1)
+				assert.LessOrEqual(t, w, 10*time.Second, "wait %d", i+1)
+			}
+			if draw > 0.5 {
+				// 8s and 10s intervals +50% are cut to 10s.
+				assert.Equal(t, 10*time.Second, waits[4])
+				assert.Equal(t, 10*time.Second, waits[5])
+			}
+		})
+	}
+}
+
+// seed 002_3e18af4f20d976a0.txt (5xx: "wait 5-10 seconds") with DESIGN.md §4
+// ("a server's Retry-After wins over backoff"): a 503's Retry-After is waited
+// as given, below the floor or above the ceiling.
+func TestVerto_RetryAfterOn503Wins(t *testing.T) {
+	for _, ra := range []int{2, 30} {
+		t.Run(strconv.Itoa(ra)+"s", func(t *testing.T) {
+			s := newScript(t, status(503, "", "Retry-After", strconv.Itoa(ra)), status(201, ""))
+			tr, clk := newTestTransport(t, nil, Verto())
+			var srcs []WaitSource
+			tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, 201, resp.StatusCode)
+			pvSame(t, s.headers("Idempotency-Key"), 2)
+			assert.Equal(t, []time.Duration{time.Duration(ra) * time.Second}, clk.Waits())
+			assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, srcs)
+		})
+	}
+}
+
+// seed 002_3e18af4f20d976a0.txt: "401/403 ... Refresh Token"; "Refresh the
+// token ... before retrying": a 401 calls RefreshAuth once and the retry
+// carries the new Authorization, with the same key and correlation id.
+func TestVerto_401RefreshesAuthOnce(t *testing.T) {
+	t.Run("refreshed and retried", func(t *testing.T) {
+		s := newScript(t, status(401, `{"errorCode":"UNAUTHORIZED","message":"token expired"}`), status(201, `{"id":"p1"}`))
+		p := Verto()
+		refreshes := 0
+		p.RefreshAuth = pvRefresh(&refreshes)
+		tr, clk := newTestTransport(t, nil, p)
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
+		require.NoError(t, err)
+		assert.Equal(t, 201, resp.StatusCode)
+		assert.Equal(t, 1, refreshes)
+		assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, s.headers("Authorization"))
+		pvSame(t, s.headers("Idempotency-Key"), 2)
+		pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
+		pvBodies(t, s, `{"amount":1}`)
+		assert.Equal(t, []time.Duration{0}, clk.Waits(), "no wait after a refresh")
+	})
+	t.Run("a second 401 is returned", func(t *testing.T) {
+		s := newScript(t, status(401, ""), status(401, `{"message":"still no"}`), status(201, ""))
+		p := Verto()
+		refreshes := 0
+		p.RefreshAuth = pvRefresh(&refreshes)
+		tr, _ := newTestTransport(t, nil, p)
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
+		require.NoError(t, err)
+		assert.Equal(t, 401, resp.StatusCode)
+		assert.Len(t, s.Requests(), 2)
+		assert.Equal(t, 1, refreshes)
+		e := pvCheck(t, resp)
+		assert.Equal(t, ClassUnauthorized, e.Class)
+		assert.Equal(t, 2, e.Attempts)
+	})
+	t.Run("without RefreshAuth not retried", func(t *testing.T) {
+		s := newScript(t, status(401, ""), status(201, ""))
+		tr, _ := newTestTransport(t, nil, Verto())
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+		require.NoError(t, err)
+		assert.Equal(t, 401, resp.StatusCode)
+		assert.Len(t, s.Requests(), 1)
+	})
+}
+
+// seed 002_3e18af4f20d976a0.txt, Error Code Dictionary: ROUTE_NOT_AVAILABLE
+// 403 ("Contact your account manager"), INSUFFICIENT_FUNDS, INVALID_CURRENCY
+// and VALIDATION_ERROR 400 ("Don't Retry"), WALLET_NOT_FOUND 404: returned
+// after one attempt; CheckResponse gives the errorCode, the class and the
+// Vfx-Api-Call-Id.
+func TestVerto_ErrorCodesNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		class  Class
+	}{
+		{403, "ROUTE_NOT_AVAILABLE", ClassForbidden},
+		{400, "INSUFFICIENT_FUNDS", ClassBadRequest},
+		{400, "INVALID_CURRENCY", ClassBadRequest},
+		{400, "VALIDATION_ERROR", ClassBadRequest},
+		{404, "WALLET_NOT_FOUND", ClassNotFound},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			body := `{"errorCode":"` + tc.code + `","message":"see dictionary"}`
+			s := newScript(t, status(tc.status, body, "Vfx-Api-Call-Id", "call-"+tc.code), status(201, ""))
+			p := Verto()
+			refreshes := 0
+			p.RefreshAuth = pvRefresh(&refreshes)
+			tr, clk := newTestTransport(t, nil, p)
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			require.Len(t, s.Requests(), 1, "attempts")
+			assert.Zero(t, refreshes)
+			assert.Empty(t, clk.Waits())
+
+			e := pvCheck(t, resp)
+			assert.Equal(t, "verto", e.Provider)
+			assert.Equal(t, tc.class, e.Class)
+			assert.Equal(t, tc.status, e.StatusCode)
+			assert.Equal(t, tc.code, e.Code)
+			assert.Equal(t, "see dictionary", e.Message)
+			assert.Equal(t, "call-"+tc.code, e.RequestID)
+			assert.Equal(t, 1, e.Attempts)
+			assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+			assert.False(t, e.OutcomeUnknown)
+			assert.Equal(t, body, readAll(t, resp), "body still readable")
+		})
+	}
+}
+
+// seed 002_3e18af4f20d976a0.txt: "Compliance review or RFI open: No"; "Do not
+// retry an open RFI"; "Do not retry the write request": not even on a 503.
+func TestVerto_RFINotRetried(t *testing.T) {
+	for _, body := range []string{
+		`{"errorCode":"RFI_REQUIRED","message":"More information needed"}`,
+		`{"errorCode":"RFI_OPEN"}`,
+		`{"errorCode":"COMPLIANCE_REVIEW","message":"Payout under review"}`,
+		`{"errorCode":"PAYOUT_ON_HOLD","message":"A request for information is open for this payout"}`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			s := newScript(t, status(503, body), status(201, ""))
+			tr, clk := newTestTransport(t, nil, Verto())
+			var last Attempt
+			tr.p.OnAttempt = func(a Attempt) { last = a }
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			assert.Len(t, s.Requests(), 1, "attempts")
+			assert.Empty(t, clk.Waits())
+			assert.Equal(t, "compliance review", last.Reason)
+		})
+	}
+}
+
+// seed 002_3e18af4f20d976a0.txt: "429 ... Wait. Implement exponential
+// backoff"; "Rate limit (429): Yes. Wait, back off exponentially, and retry
+// with the same logical tracking IDs."
+func TestVerto_429RetriedWithBackoff(t *testing.T) {
+	s := newScript(t, status(429, ""), status(429, ""), status(201, ""))
+	tr, clk := newTestTransport(t, nil, Verto())
+	var srcs []WaitSource
+	tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	pvSame(t, s.headers("Idempotency-Key"), 3)
+	pvSame(t, s.headers("Vfx-Correlation-Id"), 3)
+	// InitialInterval 1s ×2, jitter at the middle; no 5-10s clamp for 429.
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, clk.Waits())
+	assert.Equal(t, []WaitSource{WaitBackoff, WaitBackoff, WaitNone}, srcs)
+}
+
+// seed 002_3e18af4f20d976a0.txt: "Network timeout / unknown result: Yes,
+// carefully. Retry with the same Idempotency-Key"; "Payment request timed out
+// after submit: Retry with the same Idempotency-Key".
+func TestVerto_SameKeyAfterTimeout(t *testing.T) {
+	s := newScript(t, stall, status(201, ""))
+	p := Verto()
+	p.AttemptTimeout = pvAttemptTimeout
+	tr, clk := newTestTransport(t, nil, p)
+	body := `{"amount":1}`
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	pvSame(t, s.headers("Idempotency-Key"), 2)
+	pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
+	pvBodies(t, s, body)
+	assert.Equal(t, []time.Duration{time.Second}, clk.Waits(), "backoff, not the 5xx floor")
+}
+
+// --------------------------------------------------------------- KeyStone
+
+// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent via
+// idempotency_key": a top-level field of the JSON body, not a header; the
+// same on every attempt; the rest of the caller's body unchanged.
+func TestKeyStone_KeyInBodyFieldSameOnEveryAttempt(t *testing.T) {
+	s := newScript(t, status(500, ""), status(503, ""), status(201, `{"id":"s1"}`))
+	tr, _ := newTestTransport(t, nil, KeyStone())
+	body := `{"template_id":"t-1","parties":[{"role":"buyer","id":"p1"}],"amount":"100.00","meta":{"a":[1,2.5,null,true]}}`
+
+	resp, err := post(t, tr, s.URL+"/settlements", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+
+	reqs := s.Requests()
+	require.Len(t, reqs, 3, "attempts")
+	keys := pvBodyKeys(t, s)
+	pvSame(t, keys, 3)
+	var orig map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &orig))
+	for i, r := range reqs {
+		assert.Empty(t, r.Header.Values("Idempotency-Key"), "attempt %d: no key header", i+1)
+		assert.Equal(t, reqs[0].Body, r.Body, "attempt %d: same bytes", i+1)
+		assert.Equal(t, 1, strings.Count(string(r.Body), `"idempotency_key"`), "one key field")
+		var sent map[string]any
+		require.NoError(t, json.Unmarshal(r.Body, &sent))
+		delete(sent, "idempotency_key")
+		assert.Equal(t, orig, sent, "attempt %d: the caller's fields unchanged", i+1)
+		assert.Equal(t, strconv.Itoa(len(r.Body)), r.Header.Get("Content-Length"))
+	}
+	// The key is inserted first and the caller's bytes follow as they were.
+	assert.Equal(t, `{"idempotency_key":"`+keys[0]+`",`+body[1:], string(reqs[0].Body))
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "If you send the same key: First call:
+// creates the settlement (201); Subsequent calls: returns the existing
+// settlement (200)": the caller's key is kept, never duplicated, and both
+// answers are successes.
+func TestKeyStone_CallerKeyKeptAnd201Then200Success(t *testing.T) {
+	s := newScript(t, status(201, `{"id":"s1"}`), status(500, ""), status(200, `{"id":"s1"}`))
+	tr, clk := newTestTransport(t, nil, KeyStone())
+	body := `{"amount":"100.00","idempotency_key":"settle-2026-0001","parties":[]}`
+
+	resp1, err := post(t, tr, s.URL+"/settlements", body)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp1.StatusCode)
+	assert.NoError(t, CheckResponse(resp1))
+
+	// The same settlement again: a 5xx, then the replay of the first.
+	resp2, err := post(t, tr, s.URL+"/settlements", body)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp2.StatusCode)
+	assert.NoError(t, CheckResponse(resp2))
+	assert.Equal(t, `{"id":"s1"}`, readAll(t, resp2))
+
+	require.Len(t, s.Requests(), 3)
+	pvBodies(t, s, body)
+	for _, r := range s.Requests() {
+		assert.Equal(t, 1, strings.Count(string(r.Body), "idempotency_key"))
+		assert.Empty(t, r.Header.Get("Idempotency-Key"))
+	}
+	assert.Equal(t, []time.Duration{500 * time.Millisecond}, clk.Waits())
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent via
+// idempotency_key": a caller's body that has the field but no usable value
+// (null or "") must not be sent with a second idempotency_key member: JSON
+// parsers keep the last member, so the provider would see no key at all.
+func TestKeyStone_EmptyCallerKeyNotDuplicated(t *testing.T) {
+	for _, body := range []string{
+		`{"idempotency_key":null,"amount":"100.00"}`,
+		`{"idempotency_key":"","amount":"100.00"}`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			s := newScript(t, status(500, ""), status(201, ""))
+			tr, _ := newTestTransport(t, nil, KeyStone())
+			_, err := post(t, tr, s.URL+"/settlements", body)
+			require.NoError(t, err)
+			for _, r := range s.Requests() {
+				assert.Equal(t, 1, strings.Count(string(r.Body), `"idempotency_key"`), "%s", r.Body)
+				pvUUID(t, pvKeyField(t, r.Body))
+			}
+		})
+	}
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Yes, Refresh token
+// first, then retry."
+func TestKeyStone_401RefreshThenRetry(t *testing.T) {
+	s := newScript(t, status(401, `{"detail":"Invalid or expired JWT"}`), status(201, `{"id":"s1"}`))
+	p := KeyStone()
+	refreshes := 0
+	p.RefreshAuth = pvRefresh(&refreshes)
+	tr, clk := newTestTransport(t, nil, p)
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/settlements", strings.NewReader(`{"amount":"1"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer old-token")
+
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, 1, refreshes)
+	assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, s.headers("Authorization"))
+	assert.Equal(t, "Bearer old-token", req.Header.Get("Authorization"), "caller's request not modified")
+	pvSame(t, pvBodyKeys(t, s), 2)
+	reqs := s.Requests()
+	assert.Equal(t, reqs[0].Body, reqs[1].Body)
+	assert.Equal(t, []time.Duration{0}, clk.Waits())
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "400/422 Validation: No, Fix the request";
+// "409 Conflict: No, Check current state"; "404 Not Found: No" (not even with
+// RefreshAuth set).
+func TestKeyStone_4xxNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		detail string
+		class  Class
+	}{
+		{400, "Malformed JSON", ClassBadRequest},
+		{404, "Settlement not found", ClassNotFound},
+		{409, "Settlement is not awaiting a compliance decision", ClassConflict},
+		{409, "Settlement is not cross-platform", ClassConflict},
+		{422, "Missing required role: buyer", ClassUnprocessable},
+	} {
+		t.Run(strconv.Itoa(tc.status)+" "+tc.detail, func(t *testing.T) {
+			s := newScript(t, status(tc.status, `{"detail":"`+tc.detail+`"}`), status(201, ""))
+			p := KeyStone()
+			refreshes := 0
+			p.RefreshAuth = pvRefresh(&refreshes)
+			tr, clk := newTestTransport(t, nil, p)
+			resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Len(t, s.Requests(), 1, "attempts")
+			assert.Zero(t, refreshes)
+			assert.Empty(t, clk.Waits())
+			e := pvCheck(t, resp)
+			assert.Equal(t, tc.class, e.Class)
+			assert.Equal(t, tc.detail, e.Message)
+			assert.Equal(t, pvBodyKeys(t, s)[0], e.IdempotencyKey)
+			assert.False(t, e.OutcomeUnknown)
+		})
+	}
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "For validation errors (422): {"detail":
+// [{"loc": ["body", "parties", 0, "role"], "msg": "Field required", ...}]}":
+// not retried, and CheckResponse makes a readable Message of it.
+func TestKeyStone_422ListDetailDecoded(t *testing.T) {
+	detail := `{"detail":[{"loc":["body","parties",0,"role"],"msg":"Field required","type":"missing"}]}`
+	for _, code := range []int{422, 400} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := newScript(t, status(code, detail), status(201, ""))
+			tr, clk := newTestTransport(t, nil, KeyStone())
+			resp, err := post(t, tr, s.URL+"/settlements", `{"parties":[{}]}`)
+			require.NoError(t, err)
+			assert.Equal(t, code, resp.StatusCode)
+			assert.Len(t, s.Requests(), 1)
+			assert.Empty(t, clk.Waits())
+			e := pvCheck(t, resp)
+			assert.Equal(t, ClassUnprocessable, e.Class, "a list-shaped detail is a validation error")
+			assert.Equal(t, "body.parties.0.role: Field required", e.Message)
+			assert.Contains(t, e.Error(), "body.parties.0.role: Field required")
+			assert.Equal(t, detail, readAll(t, resp))
+		})
+	}
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "5xx server error: Yes, Exponential
+// backoff": InitialInterval 500ms ×2, jitter pinned at the middle.
+func TestKeyStone_5xxExponentialBackoff(t *testing.T) {
+	s := newScript(t, status(500, `{"detail":"Internal Server Error"}`), status(502, ""), status(503, ""), status(201, `{"id":"s1"}`))
+	tr, clk := newTestTransport(t, nil, KeyStone())
+	resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
+	require.NoError(t, err)
+	assert.Equal(t, 201, resp.StatusCode)
+	pvSame(t, pvBodyKeys(t, s), 4)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+}
+
+// seed 003_61ff3aaf39fde65e.txt: "Network timeout: Yes, Retry with same
+// idempotency key"; "This makes all creation calls safe to retry on network
+// errors."
+func TestKeyStone_SameKeyAfterTimeout(t *testing.T) {
+	s := newScript(t, stall, reset, status(200, `{"id":"s1"}`))
+	p := KeyStone()
+	p.AttemptTimeout = pvAttemptTimeout
+	tr, clk := newTestTransport(t, nil, p)
+	var classes []Class
+	tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
+	resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode, "the replay of the settlement created by the timed-out attempt")
+	assert.NoError(t, CheckResponse(resp))
+	pvSame(t, pvBodyKeys(t, s), 3)
+	reqs := s.Requests()
+	assert.Equal(t, reqs[0].Body, reqs[1].Body)
+	assert.Equal(t, reqs[0].Body, reqs[2].Body)
+	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, classes)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+}
+
+// seed 003_61ff3aaf39fde65e.txt: the key is a field of the JSON body; a body
+// that is not a JSON object cannot carry it, and a write without a key is not
+// retried after a 5xx (DESIGN.md §5: never twice).
+func TestKeyStone_NonObjectBodyGetsNoKeyAndNo5xxRetry(t *testing.T) {
+	for _, body := range []string{`[{"amount":"1"}]`, `amount=1&currency=EUR`, `"just a string"`, `{"amount":`} {
+		t.Run(body, func(t *testing.T) {
+			s := newScript(t, status(503, ""), status(201, ""))
+			tr, clk := newTestTransport(t, nil, KeyStone())
+			var last Attempt
+			tr.p.OnAttempt = func(a Attempt) { last = a }
+			resp, err := post(t, tr, s.URL+"/settlements", body)
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			reqs := s.Requests()
+			require.Len(t, reqs, 1, "attempts")
+			assert.Equal(t, body, string(reqs[0].Body), "body sent as it was")
+			assert.Empty(t, reqs[0].Header.Get("Idempotency-Key"))
+			assert.Empty(t, clk.Waits())
+			assert.Equal(t, "write without idempotency key", last.Reason)
+			e := pvCheck(t, resp)
+			assert.Empty(t, e.IdempotencyKey)
+		})
+	}
+}
+
+// ------------------------------------------------------------- SmartRetry
+
+// seed 004_ca1457097c2eedaa.txt: "Always include an Idempotency-Key header
+// on POST requests. This ensures retried requests don't create duplicate
+// transactions."
+func TestSmartRetry_PostKeySameOnEveryAttempt(t *testing.T) {
+	s := newScript(t, status(500, ""), status(429, ""), status(200, `{"transaction_id":"tx1"}`))
+	tr, _ := newTestTransport(t, nil, SmartRetry())
+	body := `{"amount":49.99,"currency":"USD"}`
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", body)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	keys := s.headers("Idempotency-Key")
+	pvSame(t, keys, 3)
+	assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
+	pvBodies(t, s, body)
+
+	// A caller's key ("order-123" in the document's example) is kept.
+	s2 := newScript(t, status(502, ""), status(200, ""))
+	_, err = pvSend(t, tr, http.MethodPost, s2.URL+"/v1/payments/sale/ABC123", body, "Idempotency-Key", "order-123")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"order-123", "order-123"}, s2.headers("Idempotency-Key"))
+}
+
+// seed 004_ca1457097c2eedaa.txt: "429 Yes Use Retry-After header"; "The
+// response includes a Retry-After header indicating how long to wait:
+// Retry-After: 1".
+func TestSmartRetry_429WaitsRetryAfter(t *testing.T) {
+	problem := `{"type":"https://api.smartretry.com/errors/rate-limit","title":"Too Many Requests","status":429,` +
+		`"detail":"Rate limit exceeded. Retry after 1 second.","reason_code":"RATE_LIMIT_EXCEEDED"}`
+	s := newScript(t, status(429, problem, "Content-Type", "application/problem+json", "Retry-After", "1"),
+		status(200, `{"transaction_id":"tx1"}`))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	var srcs []WaitSource
+	tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":49.99}`)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	pvSame(t, s.headers("Idempotency-Key"), 2)
+	assert.Equal(t, []time.Duration{time.Second}, clk.Waits())
+	assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, srcs)
+}
+
+// seed 004_ca1457097c2eedaa.txt, Retry decision matrix: "500 Yes", "502 Yes",
+// "503 Yes", "504 Yes"; 501 is not in it: not retried.
+func TestSmartRetry_500_502_503_504RetriedNot501(t *testing.T) {
+	for _, code := range []int{500, 502, 503, 504, 501} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := newScript(t, status(code, ""), status(200, ""))
+			tr, clk := newTestTransport(t, nil, SmartRetry())
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+			require.NoError(t, err)
+			if code == 501 {
+				assert.Equal(t, 501, resp.StatusCode)
+				assert.Len(t, s.Requests(), 1, "attempts")
+				assert.Empty(t, clk.Waits())
+				return
+			}
+			assert.Equal(t, 200, resp.StatusCode)
+			pvSame(t, s.headers("Idempotency-Key"), 2)
+			assert.Equal(t, []time.Duration{time.Second}, clk.Waits())
+		})
+	}
+}
+
+// seed 004_ca1457097c2eedaa.txt: "503 Yes Use Retry-After if present".
+func TestSmartRetry_503HonoursRetryAfter(t *testing.T) {
+	s := newScript(t, status(503, "", "Retry-After", "7"), status(200, ""))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	pvSame(t, s.headers("Idempotency-Key"), 2)
+	assert.Equal(t, []time.Duration{7 * time.Second}, clk.Waits())
+}
+
+// seed 004_ca1457097c2eedaa.txt: "max_retries=5", "base_delay = 1",
+// "delay = min(base_delay * (2 ** attempt), max_delay)": at most 6 attempts
+// (5 retries), waits 1s, 2s, 4s, 8s, 16s (jitter at the middle).
+func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
+	s := newScript(t, status(500, ""), status(502, ""), status(503, ""), status(504, ""), status(500, ""),
+		status(500, `{"reason_code":"INTERNAL_ERROR"}`), status(200, ""))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+	require.NoError(t, err)
+	assert.Equal(t, 500, resp.StatusCode, "the 6th answer is returned; no 7th attempt")
+	pvSame(t, s.headers("Idempotency-Key"), 6)
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second},
+		clk.Waits())
+	e := pvCheck(t, resp)
+	assert.Equal(t, 6, e.Attempts)
+	assert.Equal(t, "INTERNAL_ERROR", e.Code)
+	assert.False(t, e.OutcomeUnknown)
+}
+
+// seed 004_ca1457097c2eedaa.txt: "401 No Check API key": never retried, not
+// even with RefreshAuth set.
+func TestSmartRetry_401NeverRetried(t *testing.T) {
+	s := newScript(t, status(401, `{"title":"Unauthorized","reason_code":"INVALID_API_KEY"}`), status(200, ""))
+	p := SmartRetry()
+	refreshes := 0
+	p.RefreshAuth = pvRefresh(&refreshes)
+	tr, clk := newTestTransport(t, nil, p)
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`, "x-api-key", "k1")
+	require.NoError(t, err)
+	assert.Equal(t, 401, resp.StatusCode)
+	assert.Len(t, s.Requests(), 1, "attempts")
+	assert.Zero(t, refreshes)
+	assert.Empty(t, clk.Waits())
+	e := pvCheck(t, resp)
+	assert.Equal(t, ClassUnauthorized, e.Class)
+	assert.Equal(t, "INVALID_API_KEY", e.Code)
+}
+
+// seed 004_ca1457097c2eedaa.txt: "400 No Fix request and resubmit"; "Never
+// retry 400 Bad Request errors automatically"; "404 No Check resource ID".
+func TestSmartRetry_400And404NotRetried(t *testing.T) {
+	for _, code := range []int{400, 404} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := newScript(t, status(code, `{"title":"no","reason_code":"INVALID_REQUEST"}`), status(200, ""))
+			tr, clk := newTestTransport(t, nil, SmartRetry())
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, code, resp.StatusCode)
+			assert.Len(t, s.Requests(), 1)
+			assert.Empty(t, clk.Waits())
+		})
+	}
+}
+
+// seed 004_ca1457097c2eedaa.txt: "For payment operations, a 409 Conflict with
+// an idempotency key often means the original request succeeded. Check the
+// response body for the transaction ID before retrying": returned at once,
+// and flagged OutcomeUnknown.
+func TestSmartRetry_409WithKeyOutcomeUnknown(t *testing.T) {
+	body := `{"title":"Conflict","reason_code":"DUPLICATE_REQUEST","transaction_id":"tx1"}`
+	s := newScript(t, status(409, body), status(200, ""))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+	require.NoError(t, err)
+	assert.Equal(t, 409, resp.StatusCode)
+	assert.Len(t, s.Requests(), 1, "attempts")
+	assert.Empty(t, clk.Waits())
+	e := pvCheck(t, resp)
+	assert.Equal(t, ClassConflict, e.Class)
+	assert.True(t, e.OutcomeUnknown)
+	assert.Equal(t, "DUPLICATE_REQUEST", e.Code)
+	assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+	assert.Equal(t, body, readAll(t, resp), "the transaction id stays readable")
+
+	// Without a key (a GET) a 409 settles nothing unknown.
+	s2 := newScript(t, status(409, `{"title":"Conflict"}`), status(200, ""))
+	resp2, err := pvSend(t, tr, http.MethodGet, s2.URL+"/v1/payments/ABC123", "")
+	require.NoError(t, err)
+	assert.Len(t, s2.Requests(), 1)
+	e2 := pvCheck(t, resp2)
+	assert.Equal(t, ClassConflict, e2.Class)
+	assert.False(t, e2.OutcomeUnknown)
+}
+
+// seed 004_ca1457097c2eedaa.txt: the rate-limit problem details carry
+// "reason_code": "RATE_LIMIT_EXCEEDED": whatever the 4xx status, it is a rate
+// limit and retried.
+func TestSmartRetry_RateLimitReasonCodeRetried(t *testing.T) {
+	problem := `{"type":"https://api.smartretry.com/errors/rate-limit","title":"Too Many Requests",` +
+		`"detail":"Rate limit exceeded.","reason_code":"RATE_LIMIT_EXCEEDED"}`
+	for _, tc := range []struct {
+		status int
+		kv     []string
+		wait   time.Duration
+	}{
+		{400, []string{"Content-Type", "application/problem+json", "Retry-After", "1"}, time.Second},
+		{403, []string{"Content-Type", "application/problem+json"}, time.Second}, // backoff
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			s := newScript(t, status(tc.status, problem, tc.kv...), status(200, ""))
+			tr, clk := newTestTransport(t, nil, SmartRetry())
+			var classes []Class
+			tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
+			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+			require.NoError(t, err)
+			assert.Equal(t, 200, resp.StatusCode)
+			pvSame(t, s.headers("Idempotency-Key"), 2)
+			assert.Equal(t, []Class{ClassRateLimited, ClassSuccess}, classes)
+			assert.Equal(t, []time.Duration{tc.wait}, clk.Waits())
+		})
+	}
+}
+
+// seed 004_ca1457097c2eedaa.txt: "Every response includes headers showing
+// your current usage: X-RateLimit-Limit: 100, X-RateLimit-Remaining: 87,
+// X-RateLimit-Reset: 1711979533": they change nothing while quota is left.
+func TestSmartRetry_RateLimitHeadersHarmless(t *testing.T) {
+	reset := strconv.FormatInt(t0.Add(time.Second).Unix(), 10)
+	hdr := func(remaining int) []string {
+		return []string{"X-RateLimit-Limit", "100", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", reset}
+	}
+	s := newScript(t,
+		status(200, `{"transaction_id":"tx1"}`, hdr(87)...),
+		status(503, "", hdr(86)...),
+		status(200, `{"transaction_id":"tx2"}`, hdr(85)...),
+		// The document's own example: a reset already past.
+		status(200, `{"transaction_id":"tx3"}`, "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "87", "X-RateLimit-Reset", "1711979533"),
+		status(200, `{"transaction_id":"tx4"}`))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	for i, want := range []string{"tx1", "tx2", "tx3", "tx4"} {
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+		require.NoError(t, err, "call %d", i+1)
+		assert.Equal(t, 200, resp.StatusCode, "call %d", i+1)
+		assert.Equal(t, `{"transaction_id":"`+want+`"}`, readAll(t, resp))
+	}
+	assert.Len(t, s.Requests(), 5)
+	assert.Equal(t, []time.Duration{time.Second}, clk.Waits(), "only the 5xx backoff")
+}
+
+// seed 004_ca1457097c2eedaa.txt: "Monitor remaining quota: Check
+// X-RateLimit-Remaining headers and throttle proactively before hitting
+// limits": with none left, the next request waits for the reset (a unix
+// timestamp) instead of collecting a 429.
+func TestSmartRetry_ThrottlesWhenRemainingZero(t *testing.T) {
+	reset := strconv.FormatInt(t0.Add(2*time.Second).Unix(), 10)
+	s := newScript(t,
+		status(200, "", "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset),
+		status(200, ""))
+	tr, clk := newTestTransport(t, nil, SmartRetry())
+	for range 2 {
+		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+	}
+	assert.Len(t, s.Requests(), 2)
+	assert.Equal(t, []time.Duration{2*time.Second + holdMargin}, clk.Waits())
+}
+
+// seed 004_ca1457097c2eedaa.txt, Rate limits: "Payment operations (sale,
+// capture, refund, void) 100 requests per second", "Status queries 500
+// requests per second": client-side token buckets (burst a tenth of the
+// rate) pace the calls on the fake clock.
+func TestSmartRetry_ClientSideLimitsPerEndpointClass(t *testing.T) {
+	t.Run("payments 100/s", func(t *testing.T) {
+		s := newScript(t, status(200, ""))
+		tr, clk := newTestTransport(t, nil, SmartRetry())
+		for range 11 {
+			_, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/capture/ABC", `{"amount":1}`)
+			require.NoError(t, err)
+		}
+		assert.Len(t, s.Requests(), 11)
+		assert.Equal(t, []time.Duration{10 * time.Millisecond}, clk.Waits(), "burst of 10, then one per 10ms")
+	})
+	t.Run("status 500/s", func(t *testing.T) {
+		s := newScript(t, status(200, ""))
+		tr, clk := newTestTransport(t, nil, SmartRetry())
+		for range 51 {
+			_, err := pvSend(t, tr, http.MethodGet, s.URL+"/v1/payments/ABC", "")
+			require.NoError(t, err)
+		}
+		assert.Len(t, s.Requests(), 51)
+		assert.Equal(t, []time.Duration{2 * time.Millisecond}, clk.Waits(), "burst of 50, then one per 2ms")
+	})
+}
