@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,47 @@ const (
 	traceWrote
 )
 
+// tracer records, for one attempt at a time, whether the base transport asked
+// for a connection and wrote the request headers. Tracers are pooled: their
+// hooks are made once. A hook that fires late, after its call returned, can
+// only mark a later call's attempt as "may have left", the safe direction.
+type tracer struct {
+	flags  atomic.Uint32
+	trace  httptrace.ClientTrace
+	pooled bool
+}
+
+var tracers = sync.Pool{New: func() any {
+	tr := &tracer{pooled: true}
+	tr.hooks()
+	return tr
+}}
+
+func (tr *tracer) hooks() {
+	tr.trace.GetConn = func(string) { tr.flags.Or(traceGetConn) }
+	tr.trace.WroteHeaders = func() { tr.flags.Or(traceWrote) }
+}
+
+// newTracer returns a tracer for a call on ctx. When ctx already carries a
+// trace, httptrace composes the two by changing the new one's hooks, so that
+// one is not taken from the pool.
+func newTracer(ctx context.Context) *tracer {
+	if httptrace.ContextClientTrace(ctx) != nil {
+		tr := &tracer{}
+		tr.hooks()
+		return tr
+	}
+	tr := tracers.Get().(*tracer)
+	tr.flags.Store(0)
+	return tr
+}
+
+func (tr *tracer) release() {
+	if tr.pooled {
+		tracers.Put(tr)
+	}
+}
+
 // call is the state of one logical call.
 type call struct {
 	t     *Transport
@@ -168,9 +210,8 @@ type call struct {
 	refreshed bool
 	paid      bool // this attempt is a retry paid from the budget
 
-	trace httptrace.ClientTrace
-	flags atomic.Uint32
-	vals  [2]string // backing of the header values the call adds
+	tracer *tracer   // writes only
+	vals   [2]string // backing of the header values the call adds
 
 	bo *backoff.ExponentialBackOff
 }
@@ -193,11 +234,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// one whose outcome is unknown. An *http.Transport always reports
 		// writing the headers; another base proves it reports anything
 		// when it asks for a connection.
-		c.trace.WroteHeaders = func() { c.flags.Or(traceWrote) }
-		if !t.traceAware {
-			c.trace.GetConn = func(string) { c.flags.Or(traceGetConn) }
-		}
-		c.ctx = httptrace.WithClientTrace(c.ctx, &c.trace)
+		c.tracer = newTracer(c.ctx)
+		defer c.tracer.release()
+		c.ctx = httptrace.WithClientTrace(c.ctx, &c.tracer.trace)
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
 	// the answer if that attempt is not made.
@@ -237,7 +276,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, c.fail(ClassOther, err)
 		}
-		c.flags.Store(0)
+		if c.tracer != nil {
+			c.tracer.flags.Store(0)
+		}
 		resp, err := t.base.RoundTrip(areq)
 		timedOut := stop != nil && !stop()
 		if err != nil && resp != nil {
@@ -451,7 +492,7 @@ func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, b
 	if !c.write {
 		return class, false
 	}
-	flags := c.flags.Load()
+	flags := c.tracer.flags.Load()
 	wrote := flags&traceWrote != 0
 	neverLeft := (c.t.traceAware || flags&traceGetConn != 0) && !wrote
 	switch {
