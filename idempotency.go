@@ -6,21 +6,43 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/google/uuid"
 )
 
-// newKey returns a random (version 4) UUID read from crypto/rand, as
-// seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
+// newKey returns a random (version 4) UUID whose bits come from crypto/rand,
+// as seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
 // Idempotency-Key draft recommends.
 func newKey() string {
-	var u uuid.UUID
-	if _, err := rand.Read(u[:]); err != nil {
-		return uuid.NewString() // crypto/rand does not fail; keep its contract anyway
-	}
+	u := keyBits()
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
 	return u.String()
+}
+
+// keySource hands out crypto/rand bytes read 32 keys at a time, so that a key
+// costs a copy rather than a read from the kernel's generator. Bytes are
+// cleared as they are handed out.
+var keySource struct {
+	mu  sync.Mutex
+	buf [32 * 16]byte
+	off int
+}
+
+func keyBits() (u uuid.UUID) {
+	ks := &keySource
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.off == 0 {
+		if _, err := rand.Read(ks.buf[:]); err != nil {
+			panic("payretry: crypto/rand failed: " + err.Error()) // crypto/rand.Read never fails (Go 1.24+)
+		}
+	}
+	copy(u[:], ks.buf[ks.off:ks.off+16])
+	clear(ks.buf[ks.off : ks.off+16])
+	ks.off = (ks.off + 16) % len(ks.buf)
+	return u
 }
 
 // safeMethod reports whether a method is safe to send twice without a key:
