@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -86,18 +87,29 @@ const (
 // NewLimiter returns the in-process [Limiter]. Share one between Transports
 // that call the same provider account so that they pace together.
 func NewLimiter() Limiter {
-	return &localLimiter{scopes: map[string]*scopeState{}, buckets: map[string]*rate.Limiter{}}
+	return &localLimiter{buckets: map[string]*rate.Limiter{}}
 }
 
 type localLimiter struct {
-	mu      sync.Mutex
-	scopes  map[string]*scopeState
+	scopes sync.Map // scope name -> *scopeState
+
+	mu      sync.Mutex               // guards buckets
 	buckets map[string]*rate.Limiter // scope provider + limit name
 }
 
 // scopeState is the pacing state of one scope.
 type scopeState struct {
-	holdUntil time.Time // Retry-After
+	// quiet: nothing to enforce (no hold, no known window, no adaptive rate,
+	// no failures). Take and a plain success's Observe then take no lock.
+	quiet atomic.Bool
+	// Sends in the current second and the rate of the previous one, to
+	// measure the sending rate; atomic because quiet Takes count too.
+	secStart atomic.Int64 // unix nanoseconds
+	secSent  atomic.Int64
+	prevSec  atomic.Int64
+
+	mu        sync.Mutex // guards the rest
+	holdUntil time.Time  // Retry-After
 
 	// The provider's window, from its rate-limit fields.
 	limit   int       // -1 unknown
@@ -109,9 +121,6 @@ type scopeState struct {
 	adaptive     *rate.Limiter
 	throttles    int // 429s without guidance, each within a second of the last
 	lastThrottle time.Time
-	// sends in the current and previous second, to measure the sending rate.
-	secStart         time.Time
-	secSent, prevSec int
 
 	// Outage detection.
 	failures  int
@@ -120,16 +129,49 @@ type scopeState struct {
 }
 
 func (l *localLimiter) scope(name string) *scopeState {
-	s := l.scopes[name]
-	if s == nil {
-		s = &scopeState{limit: -1}
-		l.scopes[name] = s
+	if s, ok := l.scopes.Load(name); ok {
+		return s.(*scopeState)
 	}
-	return s
+	s := &scopeState{limit: -1}
+	s.quiet.Store(true)
+	actual, _ := l.scopes.LoadOrStore(name, s)
+	return actual.(*scopeState)
+}
+
+// countSend counts a request sent at now, for the measured sending rate.
+func (s *scopeState) countSend(now time.Time) {
+	n := now.UnixNano()
+	start := s.secStart.Load()
+	if d := n - start; d >= int64(time.Second) && s.secStart.CompareAndSwap(start, n) {
+		sent := s.secSent.Swap(0)
+		if d >= 2*int64(time.Second) {
+			sent = 0 // idle for a second or more
+		}
+		s.prevSec.Store(sent)
+	}
+	s.secSent.Add(1)
+}
+
+// measured is the sending rate of the last whole second, in requests/s.
+func (s *scopeState) measured() float64 {
+	return float64(max(s.prevSec.Load(), s.secSent.Load()))
+}
+
+// calm reports whether nothing is left to enforce at now. Call with mu held.
+func (s *scopeState) calm(now time.Time) bool {
+	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && s.failures == 0 && !s.down
+}
+
+// plain reports whether a signal is a success that says nothing else.
+func (sig *Signal) plain() bool {
+	return sig.OK && !sig.Throttled && !sig.Failed && sig.Limit < 0 && sig.Remaining < 0 &&
+		sig.Reset.IsZero() && sig.RetryAt.IsZero()
 }
 
 func (l *localLimiter) bucket(scope string, lim *Limit) *rate.Limiter {
 	key := scopeProvider(scope) + "\x00" + lim.Name
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	b := l.buckets[key]
 	if b == nil {
 		burst := lim.Burst
@@ -151,9 +193,14 @@ func scopeProvider(scope string) string {
 
 // Take implements [Limiter].
 func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	s := l.scope(scope)
+	if len(limits) == 0 && s.quiet.Load() {
+		s.countSend(now)
+		return 0, WaitNone, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer func() { s.quiet.Store(s.calm(now)) }()
 
 	if now.Before(s.holdUntil) {
 		return s.holdUntil.Sub(now), WaitRetryAfter, nil
@@ -205,14 +252,7 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		return wait, WaitRateLimit, nil
 	}
 	s.sent++
-	if now.Sub(s.secStart) >= time.Second {
-		s.prevSec, s.secSent = s.secSent, 0
-		if now.Sub(s.secStart) >= 2*time.Second {
-			s.prevSec = 0
-		}
-		s.secStart = now
-	}
-	s.secSent++
+	s.countSend(now)
 	if probe {
 		s.nextProbe = now.Add(probeInterval)
 		return 0, WaitOutage, nil
@@ -222,14 +262,23 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 
 // Observe implements [Limiter].
 func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, sig Signal) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	s := l.scope(scope)
+	if s.quiet.Load() && sig.plain() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer func() { s.quiet.Store(s.calm(now)) }()
 
 	if sig.RetryAt.After(s.holdUntil) {
 		s.holdUntil = sig.RetryAt
 	}
 	if sig.Limit >= 0 {
+		if s.limit < 0 {
+			// The first word of a window: the sends of this second, made
+			// while nothing was known, count in it.
+			s.sent = max(s.sent, int(s.secSent.Load()))
+		}
 		s.limit = sig.Limit
 	}
 	// A reset in the past belongs to a window that already rolled.
@@ -258,8 +307,7 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 	}
 	switch {
 	case blind && s.throttles >= 2:
-		measured := float64(max(s.prevSec, s.secSent))
-		cur := measured
+		cur := s.measured()
 		if s.adaptive != nil {
 			cur = min(cur, float64(s.adaptive.Limit()))
 		}
@@ -272,7 +320,7 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 	case sig.OK && s.adaptive != nil:
 		cur := float64(s.adaptive.Limit())
 		next := cur + max(aimdIncrease*cur, 0.1)
-		if measured := float64(max(s.prevSec, s.secSent)); next > 2*measured+10 || math.IsInf(next, 1) {
+		if next > 2*s.measured()+10 || math.IsInf(next, 1) {
 			s.adaptive = nil // no longer binding
 		} else {
 			s.adaptive.SetLimitAt(now, rate.Limit(next))

@@ -292,8 +292,7 @@ func TestAdaptiveRateAfterRepeated429s(t *testing.T) {
 		l.Take(ctx, "p", nil, now)
 		require.NoError(t, l.Observe(ctx, "p", now, Signal{Limit: -1, Remaining: -1, OK: true}))
 	}
-	ll := l.(*localLimiter)
-	assert.Nil(t, ll.scopes["p"].adaptive, "recovered")
+	assert.Nil(t, l.(*localLimiter).scope("p").adaptive, "recovered")
 }
 
 type failingLimiter struct{}
