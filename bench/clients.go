@@ -1,0 +1,156 @@
+// Package bench compares payretry with the retrying HTTP clients people reach
+// for first, go-retryablehttp and failsafe-go, on overhead and on three
+// scenarios against loopback providers: a rate limit, an outage and stalls
+// that invite duplicate charges. See BENCHMARKS.md at the repository root.
+//
+// It is a module of its own so that the peers never enter payretry's go.mod.
+package bench
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/failsafehttp"
+	"github.com/failsafe-go/failsafe-go/timeout"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/payretry/payretry"
+)
+
+// The common retry contract every retrying client is configured for:
+// retry 429, 5xx and transport errors, 4 attempts in all, exponential
+// backoff from 50 ms capped at 2 s, with jitter where the library has it.
+const (
+	MaxAttempts     = 4
+	InitialInterval = 50 * time.Millisecond
+	MaxInterval     = 2 * time.Second
+	// FailsafeJitter is failsafe-go's WithJitterFactor: each delay is drawn
+	// from delay ± 25 %. failsafe-go applies it to Retry-After delays too,
+	// so a smaller factor is the kinder choice for it under a rate limit.
+	FailsafeJitter = 0.25
+)
+
+// Client names, in the order tables list them.
+const (
+	Bare          = "bare"
+	Payretry      = "payretry"
+	PayretrySmart = "payretry-smartretry"
+	Retryablehttp = "retryablehttp"
+	Failsafe      = "failsafe"
+)
+
+// Peers are the clients the overhead benchmarks and most scenarios compare.
+var Peers = []string{Bare, Payretry, Retryablehttp, Failsafe}
+
+// Options shape a client for one scenario.
+type Options struct {
+	// AttemptTimeout bounds one attempt; 0 means none. Each library gets
+	// its own documented way (see NewClient).
+	AttemptTimeout time.Duration
+	// OnAttempt, if set, is payretry's attempt hook.
+	OnAttempt func(payretry.Attempt)
+}
+
+// PayretryPolicy is payretry configured for the common contract: the
+// default rules (429, 5xx, time-outs with a key, requests that never left),
+// and an Idempotency-Key header on every POST.
+func PayretryPolicy(o Options) payretry.Policy {
+	return payretry.Policy{
+		Name:              "bench",
+		MaxAttempts:       MaxAttempts,
+		InitialInterval:   InitialInterval,
+		MaxInterval:       MaxInterval,
+		IdempotencyHeader: "Idempotency-Key",
+		AttemptTimeout:    o.AttemptTimeout,
+		OnAttempt:         o.OnAttempt,
+	}
+}
+
+// NewClient returns the round tripper of the named client over base, and
+// the *http.Client a caller uses with it. Every call builds fresh state
+// (payretry's limiter and budget, failsafe's policy), so runs are
+// independent.
+//
+// How each bounds one attempt when o.AttemptTimeout is set:
+//   - bare: http.Client.Timeout on the caller's client (one attempt only).
+//   - payretry: Policy.AttemptTimeout.
+//   - retryablehttp: Timeout of the *http.Client it sends each attempt with
+//     (Client.HTTPClient), which its docs expose for that.
+//   - failsafe: a timeout.Timeout policy composed inside the retry policy,
+//     failsafe-go's per-attempt time limit.
+func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTripper, *http.Client, error) {
+	switch name {
+	case Bare:
+		return base, &http.Client{Transport: base, Timeout: o.AttemptTimeout}, nil
+	case Payretry:
+		t, err := payretry.NewTransport(base, PayretryPolicy(o))
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, &http.Client{Transport: t}, nil
+	case PayretrySmart:
+		p := payretry.SmartRetry()
+		p.AttemptTimeout = o.AttemptTimeout
+		p.OnAttempt = o.OnAttempt
+		t, err := payretry.NewTransport(base, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, &http.Client{Transport: t}, nil
+	case Retryablehttp:
+		rt := &retryablehttp.RoundTripper{Client: NewRetryablehttp(base, o)}
+		return rt, &http.Client{Transport: rt}, nil
+	case Failsafe:
+		rt := NewFailsafe(base, o)
+		return rt, &http.Client{Transport: rt}, nil
+	}
+	return nil, nil, fmt.Errorf("bench: unknown client %q", name)
+}
+
+// NewRetryablehttp is go-retryablehttp configured for the common contract:
+// RetryMax 3 (4 attempts), RetryWaitMin 50 ms, RetryWaitMax 2 s,
+// DefaultBackoff (exponential, honours Retry-After on 429 and 503, no
+// jitter) and DefaultRetryPolicy (errors, 429, 5xx but 501). Logger is nil:
+// the default logger writes a line per request to stderr.
+func NewRetryablehttp(base http.RoundTripper, o Options) *retryablehttp.Client {
+	return &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: base, Timeout: o.AttemptTimeout},
+		RetryWaitMin: InitialInterval,
+		RetryWaitMax: MaxInterval,
+		RetryMax:     MaxAttempts - 1,
+		CheckRetry:   retryablehttp.DefaultRetryPolicy,
+		Backoff:      retryablehttp.DefaultBackoff,
+	}
+}
+
+// NewFailsafe is failsafe-go's HTTP round tripper with the retry policy its
+// HTTP docs recommend, failsafehttp.NewRetryPolicyBuilder (errors, 429, 5xx
+// but 501, delays from Retry-After on 429 and 503), with 4 attempts,
+// backoff 50 ms to 2 s and FailsafeJitter; plus a timeout.Timeout inside the
+// retry policy when o.AttemptTimeout is set.
+func NewFailsafe(base http.RoundTripper, o Options) http.RoundTripper {
+	rp := failsafehttp.NewRetryPolicyBuilder().
+		WithMaxAttempts(MaxAttempts).
+		WithBackoff(InitialInterval, MaxInterval).
+		WithJitterFactor(FailsafeJitter).
+		Build()
+	policies := []failsafe.Policy[*http.Response]{rp}
+	if o.AttemptTimeout > 0 {
+		policies = append(policies, timeout.New[*http.Response](o.AttemptTimeout))
+	}
+	return failsafehttp.NewRoundTripper(base, policies...)
+}
+
+// NewBaseTransport is the loopback transport under every client: a plain
+// http.Transport with enough idle connections for the scenarios' workers.
+func NewBaseTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+}
