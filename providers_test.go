@@ -211,7 +211,7 @@ func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
 	assert.Equal(t, 4, e.Attempts)
 	assert.Equal(t, "E502", e.Code)
 	assert.Equal(t, keys[3], e.IdempotencyKey)
-	assert.False(t, e.OutcomeUnknown, "every attempt was answered")
+	assert.False(t, e.OutcomeUnknown, "ORZCash stores a 5xx as the key's answer: a definitive failure")
 }
 
 // seed 001_06ccf73c19d45813.txt: "If a transient error or a time-out occurred
@@ -925,7 +925,7 @@ func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
 	e := pvCheck(t, resp)
 	assert.Equal(t, 6, e.Attempts)
 	assert.Equal(t, "INTERNAL_ERROR", e.Code)
-	assert.False(t, e.OutcomeUnknown)
+	assert.True(t, e.OutcomeUnknown, "a 5xx to a write does not say it did not execute")
 }
 
 // seed 004_ca1457097c2eedaa.txt: "401 No Check API key": never retried, not

@@ -293,6 +293,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.unknown = true
 			c.keyPinned = true
 		}
+		if c.write && class == ClassServerError && !t.rules[class].NewKey {
+			// A 5xx does not say the write did not execute (seed
+			// 002_3e18af4f20d976a0.txt: "If you experience a 503 ... you
+			// might double-pay"), except from a provider that stores it
+			// as the key's definitive answer and asks for a new key.
+			c.unknown = true
+		}
 		if err != nil && class == ClassTimeout && timedOut {
 			err = ErrAttemptTimeout
 		}
@@ -699,7 +706,10 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 	if class != ClassSuccess && resp.Request != nil {
 		o := &outcome{
 			provider: c.t.p.Name, class: class, attempts: c.attempts, key: c.key,
-			unknown: c.unknown && (class == ClassServerError || class == ClassRateLimited || class == ClassOther),
+			// Answers that do not settle an earlier unknown outcome: a 5xx,
+			// a 429, a 409 (the key still in progress) or anything odd.
+			unknown: c.unknown && (class == ClassServerError || class == ClassRateLimited ||
+				class == ClassConflict || class == ClassOther),
 		}
 		if c.t.rules[class].OutcomeUnknown && c.key != "" {
 			o.unknown = true

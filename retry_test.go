@@ -61,8 +61,36 @@ func TestMaxAttemptsReturnsLastResponse(t *testing.T) {
 	assert.Equal(t, "boom", e.Message)
 	assert.Equal(t, "req-9", e.RequestID)
 	assert.Equal(t, s.headers("Idempotency-Key")[2], e.IdempotencyKey)
-	assert.False(t, e.OutcomeUnknown)
+	assert.True(t, e.OutcomeUnknown, "a 5xx to a write does not say it did not execute")
 	assert.Equal(t, `{"code":"E1","message":"boom"}`, readAll(t, resp), "body still readable")
+}
+
+func TestOutcomeOfAnsweredWrites(t *testing.T) {
+	cases := []struct {
+		name     string
+		handlers []http.HandlerFunc
+		unknown  bool
+	}{
+		{"400 is definitive", []http.HandlerFunc{status(400, "")}, false},
+		{"429 exhausted: not executed", []http.HandlerFunc{status(429, "", "Retry-After", "0")}, false},
+		{"5xx may have executed", []http.HandlerFunc{status(502, "")}, true},
+		{"409 after a time-out: the key is still in progress", []http.HandlerFunc{stall, status(409, "")}, true},
+		{"400 after a time-out settles the key", []http.HandlerFunc{stall, status(400, "")}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newScript(t, c.handlers...)
+			p := keyed()
+			p.AttemptTimeout = 100 * time.Millisecond
+			p.MaxAttempts = 3
+			tr, _ := newTestTransport(t, nil, p)
+			resp, err := post(t, tr, s.URL, `{}`)
+			require.NoError(t, err)
+			var e *Error
+			require.ErrorAs(t, CheckResponse(resp), &e)
+			assert.Equal(t, c.unknown, e.OutcomeUnknown)
+		})
+	}
 }
 
 func TestNotRetriedClasses(t *testing.T) {
