@@ -216,9 +216,22 @@ type call struct {
 	bo *backoff.ExponentialBackOff
 }
 
+var calls = sync.Pool{New: func() any { return new(call) }}
+
+// release returns the call to the pool unless the request it built still
+// refers to it: the values of the headers it added live in c.vals.
+func (c *call) release() {
+	if c.header == nil {
+		*c = call{}
+		calls.Put(c)
+	}
+}
+
 // RoundTrip sends req, retrying as the policy allows. See [Transport].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := &call{t: t, req: req, ctx: req.Context(), write: !safeMethod(req.Method)}
+	c := calls.Get().(*call)
+	*c = call{t: t, req: req, ctx: req.Context(), write: !safeMethod(req.Method)}
+	defer c.release()
 	if err := c.ctx.Err(); err != nil {
 		closeBody(req)
 		return nil, c.fail(ClassCanceled, err)
