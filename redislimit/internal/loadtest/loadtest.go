@@ -1,0 +1,140 @@
+// Package loadtest pushes payments through several payretry Transports (the
+// "replicas") at one provider, for the tests and the example.
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/payretry/payretry"
+)
+
+// Config describes a run.
+type Config struct {
+	URL      string // the provider's payment endpoint
+	APIKey   string // x-api-key of every request: the replicas share one account
+	Replicas int
+	Workers  int // per replica
+	Payments int // in total
+	// Policy returns the policy of a replica; its Limiter decides whether
+	// the replicas pace together.
+	Policy func(replica int) payretry.Policy
+	// Deadline bounds each payment call (its context); 0 means none.
+	Deadline time.Duration
+	// Reference prefixes the payments' references.
+	Reference string
+	// OnDone, if set, is called after each payment with the number done.
+	OnDone func(done int)
+}
+
+// Outcome is what the caller of one payment learnt.
+type Outcome struct {
+	Reference string
+	Replica   int
+	Status    int   // 0 when no response
+	Err       error // the *payretry.Error of a failed call, nil on success
+	Unknown   bool  // the provider may have executed it: reconcile
+	Latency   time.Duration
+}
+
+// Result sums up a run.
+type Result struct {
+	Elapsed    time.Duration
+	Outcomes   []Outcome
+	Succeeded  int
+	Failed     int // definitive failures
+	Unknown    int // outcome unknown
+	MaxLatency time.Duration
+}
+
+// Run sends cfg.Payments payments, each by one of cfg.Workers goroutines of
+// one of cfg.Replicas Transports, and returns when all are done.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	transports := make([]*payretry.Transport, cfg.Replicas)
+	for i := range transports {
+		// Each replica has its own connections, as separate processes would.
+		base := &http.Transport{MaxIdleConnsPerHost: cfg.Workers}
+		defer base.CloseIdleConnections()
+		t, err := payretry.NewTransport(base, cfg.Policy(i))
+		if err != nil {
+			return Result{}, err
+		}
+		transports[i] = t
+	}
+	outcomes := make([]Outcome, cfg.Payments)
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for r, t := range transports {
+		for range cfg.Workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					n := int(next.Add(1))
+					if n > cfg.Payments || ctx.Err() != nil {
+						return
+					}
+					outcomes[n-1] = pay(ctx, t, cfg, r, fmt.Sprintf("%s-%d", cfg.Reference, n))
+					if cfg.OnDone != nil {
+						cfg.OnDone(int(done.Add(1)))
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	res := Result{Elapsed: time.Since(start), Outcomes: outcomes}
+	for _, o := range outcomes {
+		switch {
+		case o.Reference == "":
+		case o.Err == nil:
+			res.Succeeded++
+		case o.Unknown:
+			res.Unknown++
+		default:
+			res.Failed++
+		}
+		res.MaxLatency = max(res.MaxLatency, o.Latency)
+	}
+	return res, ctx.Err()
+}
+
+func pay(ctx context.Context, t *payretry.Transport, cfg Config, replica int, ref string) Outcome {
+	o := Outcome{Reference: ref, Replica: replica}
+	if cfg.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Deadline)
+		defer cancel()
+	}
+	body := fmt.Sprintf(`{"reference":%q,"amount":1000,"currency":"USD"}`, ref)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, strings.NewReader(body))
+	if err != nil {
+		o.Err = err
+		return o
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-api-key", cfg.APIKey)
+	start := time.Now()
+	resp, err := t.RoundTrip(req)
+	o.Latency = time.Since(start)
+	if err == nil {
+		o.Status = resp.StatusCode
+		err = payretry.CheckResponse(resp)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil {
+		o.Err = err
+		var pe *payretry.Error
+		o.Unknown = errors.As(err, &pe) && pe.OutcomeUnknown
+	}
+	return o
+}

@@ -1,0 +1,483 @@
+package redislimit
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/payretry/payretry"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Unit behaviour of Take and Observe on a real Redis. Two Limiters on one
+// Redis stand for two replicas.
+
+var bg = context.Background()
+
+func pair(t *testing.T, opts Options) (*Limiter, *Limiter) {
+	srv := startRedis(t)
+	if opts.Logger == nil {
+		opts.Logger = quiet()
+	}
+	return New(newClient(t, srv.Addr), opts), New(newClient(t, srv.Addr), opts)
+}
+
+func noSignal() payretry.Signal { return payretry.Signal{Limit: -1, Remaining: -1} }
+
+func take(t *testing.T, l *Limiter, scope string, limits ...payretry.Limit) (time.Duration, payretry.WaitSource) {
+	t.Helper()
+	d, src, err := l.Take(bg, scope, limits, time.Now())
+	require.NoError(t, err)
+	return d, src
+}
+
+func TestHoldIsShared(t *testing.T) {
+	a, b := pair(t, Options{})
+	now := time.Now()
+	sig := noSignal()
+	sig.RetryAt, sig.Throttled = now.Add(400*time.Millisecond), true
+	require.NoError(t, a.Observe(bg, "p/pay", now, sig))
+
+	d, src := take(t, b, "p/pay")
+	assert.Equal(t, payretry.WaitRetryAfter, src)
+	assert.InDelta(t, 400*time.Millisecond, d, float64(100*time.Millisecond), "the other replica is held too")
+	d, _ = take(t, b, "p/status")
+	assert.Zero(t, d, "other scopes are not held")
+
+	// A shorter Retry-After does not shorten the hold.
+	sig.RetryAt = time.Now().Add(50 * time.Millisecond)
+	require.NoError(t, b.Observe(bg, "p/pay", time.Now(), sig))
+	d, _ = take(t, a, "p/pay")
+	assert.Greater(t, d, 200*time.Millisecond)
+
+	time.Sleep(d)
+	d, src = take(t, a, "p/pay")
+	assert.Zero(t, d)
+	assert.Equal(t, payretry.WaitNone, src)
+}
+
+func TestWindowCountsAllReplicas(t *testing.T) {
+	a, b := pair(t, Options{})
+	now := time.Now()
+	sig := noSignal()
+	sig.Limit, sig.Remaining, sig.Reset, sig.OK = 10, 10, now.Add(time.Second), true
+	require.NoError(t, a.Observe(bg, "p/pay", now, sig))
+
+	granted := 0
+	var wait time.Duration
+	for i := range 20 {
+		d, src := take(t, []*Limiter{a, b}[i%2], "p/pay")
+		if d > 0 {
+			assert.Equal(t, payretry.WaitRateLimit, src)
+			wait = d
+			break
+		}
+		granted++
+	}
+	assert.Equal(t, 10, granted, "the two replicas together send the window's limit, not twice it")
+	assert.InDelta(t, time.Second+holdMargin, wait, float64(150*time.Millisecond), "held until the reset")
+
+	// The window rolls on Redis time: both go again.
+	time.Sleep(wait)
+	d, _ := take(t, b, "p/pay")
+	assert.Zero(t, d)
+	d, _ = take(t, a, "p/pay")
+	assert.Zero(t, d)
+}
+
+// A request sent just before the reset may reach the provider after it: it
+// counts in the next window too.
+func TestBoundaryRequestsCountInTheNextWindow(t *testing.T) {
+	a, b := pair(t, Options{})
+	now := time.Now()
+	sig := noSignal()
+	sig.Limit, sig.Remaining, sig.Reset, sig.OK = 10, 10, now.Add(boundaryGuard+30*time.Millisecond), true
+	require.NoError(t, a.Observe(bg, "p/pay", now, sig))
+	time.Sleep(40 * time.Millisecond) // into the guard band
+	for i := range 3 {
+		d, _ := take(t, []*Limiter{a, b}[i%2], "p/pay")
+		require.Zero(t, d)
+	}
+	d, _ := take(t, a, "p/pay")
+	require.Zero(t, d, "4 of 10")
+	d, _ = take(t, a, "p/pay")
+	require.Zero(t, d, "5 of 10")
+	time.Sleep(boundaryGuard) // the window rolled
+	granted := 0
+	for i := range 20 {
+		d, _ := take(t, []*Limiter{a, b}[i%2], "p/pay")
+		if d > 0 {
+			break
+		}
+		granted++
+	}
+	assert.Equal(t, 5, granted, "the five sent in the last %v count in the new window", boundaryGuard)
+}
+
+func TestProviderCountIsShared(t *testing.T) {
+	a, b := pair(t, Options{})
+	now := time.Now()
+	sig := noSignal()
+	sig.Limit, sig.Remaining, sig.Reset, sig.OK = 10, 3, now.Add(time.Second), true
+	require.NoError(t, a.Observe(bg, "p/pay", now, sig))
+	// Other clients of the account spend the window: the provider says so
+	// to one replica.
+	sig.Remaining = 0
+	require.NoError(t, a.Observe(bg, "p/pay", time.Now(), sig))
+	d, src := take(t, b, "p/pay")
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.InDelta(t, time.Second, d, float64(150*time.Millisecond), "Remaining 0 seen by one replica holds the other")
+
+	// A later window replaces it; an earlier reset (a late response of an
+	// old window) does not.
+	old := noSignal()
+	old.Limit, old.Remaining, old.Reset, old.OK = 10, 10, time.Now().Add(-time.Second), true
+	require.NoError(t, b.Observe(bg, "p/pay", time.Now(), old))
+	d, _ = take(t, a, "p/pay")
+	assert.Greater(t, d, 500*time.Millisecond)
+}
+
+func TestBucketsAreSharedGCRA(t *testing.T) {
+	a, b := pair(t, Options{})
+	lim := payretry.Limit{Name: "payment", Rate: 50, Burst: 5}
+
+	// The burst, across both replicas.
+	for i := range 5 {
+		d, _ := take(t, []*Limiter{a, b}[i%2], "p/pay", lim)
+		require.Zero(t, d, "burst request %d", i)
+	}
+	d, src := take(t, b, "p/pay", lim)
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.Greater(t, d, time.Duration(0))
+	assert.LessOrEqual(t, d, 20*time.Millisecond, "one emission interval at 50/s")
+
+	// The rate, with both replicas pushing for 600 ms.
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, l := range []*Limiter{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 600*time.Millisecond {
+				d, _, err := l.Take(bg, "p/pay", []payretry.Limit{lim}, time.Now())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d == 0 {
+					granted.Add(1)
+					continue
+				}
+				time.Sleep(d)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	max := int32(elapsed.Seconds()*lim.Rate) + 2
+	t.Logf("%d granted in %v at %v/s (burst spent)", granted.Load(), elapsed, lim.Rate)
+	assert.LessOrEqual(t, granted.Load(), max, "never above the rate")
+	assert.GreaterOrEqual(t, granted.Load(), int32(0.75*0.6*lim.Rate), "close to the rate")
+}
+
+func TestBucketsAllOrNothing(t *testing.T) {
+	a, b := pair(t, Options{})
+	x := payretry.Limit{Name: "x", Rate: 1, Burst: 1}
+	y := payretry.Limit{Name: "y", Rate: 1, Burst: 1}
+	d, _ := take(t, a, "p/one", y)
+	require.Zero(t, d)
+	d, _ = take(t, b, "p/two", x, y) // y is spent: x must not be taken
+	assert.InDelta(t, time.Second, d, float64(100*time.Millisecond))
+	d, _ = take(t, a, "p/three", x)
+	assert.Zero(t, d, "x was left untouched")
+
+	// Buckets are per provider and limit name: a combined limit binds all
+	// the provider's scopes, not another provider's.
+	all := payretry.Limit{Name: "all", Rate: 1, Burst: 2}
+	d1, _ := take(t, a, "p/pay", all)
+	d2, _ := take(t, b, "p/status", all)
+	d3, _ := take(t, a, "p/pay", all)
+	d4, _ := take(t, b, "q/pay", all)
+	assert.Equal(t, []bool{true, true, false, true}, []bool{d1 == 0, d2 == 0, d3 == 0, d4 == 0})
+}
+
+func TestOneProbePerIntervalAcrossReplicas(t *testing.T) {
+	a, b := pair(t, Options{})
+	fail := noSignal()
+	fail.Failed = true
+	for i := range outageThreshold {
+		require.NoError(t, []*Limiter{a, b}[i%2].Observe(bg, "p/pay", time.Now(), fail))
+	}
+	d, src := take(t, b, "p/pay")
+	assert.Equal(t, payretry.WaitOutage, src)
+	assert.InDelta(t, probeInterval, d, float64(50*time.Millisecond), "down after five failures in a row, counted across replicas")
+
+	for round := range 3 {
+		time.Sleep(d + 5*time.Millisecond)
+		var probes, waits atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, src, err := []*Limiter{a, b}[i%2].Take(bg, "p/pay", nil, time.Now())
+				assert.NoError(t, err)
+				assert.Equal(t, payretry.WaitOutage, src)
+				if d == 0 {
+					probes.Add(1)
+				} else {
+					waits.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, int32(1), probes.Load(), "round %d: one probe across the replicas", round)
+		assert.Equal(t, int32(9), waits.Load())
+		d, _ = take(t, a, "p/pay")
+		// The probe failed: the interval starts again.
+		require.NoError(t, a.Observe(bg, "p/pay", time.Now(), fail))
+	}
+
+	ok := noSignal()
+	ok.OK = true
+	require.NoError(t, b.Observe(bg, "p/pay", time.Now(), ok))
+	d, src = take(t, a, "p/pay")
+	assert.Zero(t, d)
+	assert.Equal(t, payretry.WaitNone, src, "back up: everyone goes")
+
+	// Failures that are not in a row do not take it down; a cool-down sets
+	// the probe interval.
+	for range outageThreshold - 1 {
+		require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
+	}
+	require.NoError(t, b.Observe(bg, "p/q", time.Now(), ok))
+	for range outageThreshold - 1 {
+		require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
+	}
+	d, _ = take(t, b, "p/q")
+	assert.Zero(t, d)
+	fail.CoolDown = 700 * time.Millisecond
+	require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
+	d, src = take(t, b, "p/q")
+	assert.Equal(t, payretry.WaitOutage, src)
+	assert.InDelta(t, 700*time.Millisecond, d, float64(100*time.Millisecond))
+}
+
+func TestKeysAreNamespacedAndExpire(t *testing.T) {
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	l := New(rdb, Options{Prefix: "app{1}", KeyTTL: 200 * time.Millisecond, Logger: quiet()})
+
+	lim := payretry.Limit{Name: "payment", Rate: 10, Burst: 1}
+	d, _ := take(t, l, "smartretry/payment", lim)
+	require.Zero(t, d)
+	sig := noSignal()
+	sig.RetryAt = time.Now().Add(300 * time.Millisecond)
+	require.NoError(t, l.Observe(bg, "smartretry/status", time.Now(), sig))
+
+	keys, err := rdb.Keys(bg, "*").Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"app%7B1%7D:{smartretry}:scope:smartretry/payment",
+		"app%7B1%7D:{smartretry}:scope:smartretry/status",
+		"app%7B1%7D:{smartretry}:bucket:payment",
+	}, keys, "prefix escaped; the provider is the hash tag")
+
+	ttl := func(k string) time.Duration {
+		d, err := rdb.PTTL(bg, k).Result()
+		require.NoError(t, err)
+		return d
+	}
+	assert.LessOrEqual(t, ttl("app%7B1%7D:{smartretry}:bucket:payment"), 101*time.Millisecond, "a bucket lives until it is full again")
+	assert.Greater(t, ttl("app%7B1%7D:{smartretry}:bucket:payment"), time.Duration(0))
+	assert.LessOrEqual(t, ttl("app%7B1%7D:{smartretry}:scope:smartretry/payment"), 200*time.Millisecond, "KeyTTL past the last instant")
+	h := ttl("app%7B1%7D:{smartretry}:scope:smartretry/status")
+	assert.Greater(t, h, 400*time.Millisecond, "the hold, then KeyTTL")
+	assert.LessOrEqual(t, h, 501*time.Millisecond)
+
+	time.Sleep(600 * time.Millisecond)
+	n, err := rdb.DBSize(bg).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "everything expired")
+	d, _ = take(t, l, "smartretry/payment", lim)
+	assert.Zero(t, d, "an expired bucket is a full one")
+}
+
+// The replicas' clocks (the now they pass) do not matter: instants travel
+// as durations from now and are anchored on Redis time.
+func TestClockSkewDoesNotMatter(t *testing.T) {
+	a, b := pair(t, Options{})
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	behind := func() time.Time { return time.Now().Add(-37 * time.Minute) }
+
+	now := ahead()
+	sig := noSignal()
+	sig.RetryAt, sig.Throttled = now.Add(300*time.Millisecond), true
+	require.NoError(t, a.Observe(bg, "p/hold", now, sig))
+	d, src, err := b.Take(bg, "p/hold", nil, behind())
+	require.NoError(t, err)
+	assert.Equal(t, payretry.WaitRetryAfter, src)
+	assert.InDelta(t, 300*time.Millisecond, d, float64(80*time.Millisecond))
+
+	now = ahead()
+	win := noSignal()
+	win.Limit, win.Remaining, win.Reset, win.OK = 2, 2, now.Add(time.Second), true
+	require.NoError(t, a.Observe(bg, "p/win", now, win))
+	// The same window, as the replica behind reads it.
+	now = behind()
+	win.Remaining, win.Reset = 1, now.Add(time.Second)
+	require.NoError(t, b.Observe(bg, "p/win", now, win))
+	for range 2 {
+		d, _, err = b.Take(bg, "p/win", nil, behind())
+		require.NoError(t, err)
+		assert.Zero(t, d)
+	}
+	d, src, err = a.Take(bg, "p/win", nil, ahead())
+	require.NoError(t, err)
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.InDelta(t, time.Second, d, float64(150*time.Millisecond), "not an hour, not 37 minutes")
+}
+
+func TestAdaptiveRateStaysLocal(t *testing.T) {
+	a, b := pair(t, Options{})
+	blind := noSignal()
+	blind.Throttled = true
+	now := time.Now()
+	for i := range 20 {
+		d, _, err := a.Take(bg, "p/pay", nil, now)
+		require.NoError(t, err)
+		require.Zero(t, d, "request %d", i)
+	}
+	require.NoError(t, a.Observe(bg, "p/pay", now, blind))
+	require.NoError(t, a.Observe(bg, "p/pay", now, blind))
+	// a measured 20/s and now paces at 14/s: it has one place at once, then
+	// waits; b is not slowed by a's guess.
+	d, _, err := a.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	assert.Zero(t, d)
+	d, src, err := a.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.InDelta(t, time.Second/14, d, float64(5*time.Millisecond))
+	d, _, err = b.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	assert.Zero(t, d)
+}
+
+func TestFallbackWhenRedisIsDown(t *testing.T) {
+	srv := startRedis(t)
+	var lines logs
+	fallback := payretry.NewLimiter()
+	l := New(newClient(t, srv.Addr), Options{
+		Timeout: 50 * time.Millisecond, RetryInterval: 200 * time.Millisecond,
+		Fallback: fallback, Logger: slogger(&lines),
+	})
+	d, _ := take(t, l, "p/pay")
+	require.Zero(t, d)
+	require.False(t, l.Degraded())
+
+	srv.Stop()
+	// Many concurrent requests: each answered within the timeout, one line.
+	var slowest atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			d, _, err := l.Take(bg, "p/pay", nil, time.Now())
+			assert.NoError(t, err)
+			assert.Zero(t, d)
+			el := int64(time.Since(start))
+			for {
+				cur := slowest.Load()
+				if el <= cur || slowest.CompareAndSwap(cur, el) {
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("slowest Take while Redis is down: %v", time.Duration(slowest.Load()))
+	assert.LessOrEqual(t, time.Duration(slowest.Load()), 50*time.Millisecond+100*time.Millisecond)
+	assert.True(t, l.Degraded())
+	assert.Equal(t, 1, lines.count(msgDown), "logged once per outage, not per request")
+
+	// The fallback paces meanwhile: a hold observed now is kept in-process.
+	sig := noSignal()
+	sig.RetryAt = time.Now().Add(time.Second)
+	require.NoError(t, l.Observe(bg, "p/pay", time.Now(), sig))
+	d, src := take(t, l, "p/pay")
+	assert.Equal(t, payretry.WaitRetryAfter, src)
+	assert.Greater(t, d, 800*time.Millisecond)
+
+	// Redis comes back: after RetryInterval one call tries it and the
+	// limiter is shared again.
+	require.NoError(t, srv.Restart(bg))
+	time.Sleep(250 * time.Millisecond)
+	d, _ = take(t, l, "p/other")
+	assert.Zero(t, d)
+	assert.False(t, l.Degraded(), "recovered")
+	assert.Equal(t, 1, lines.count(msgBack))
+	assert.Equal(t, 1, lines.count(msgDown))
+	st := l.Stats()
+	assert.Equal(t, int64(1), st.Outages)
+	assert.Equal(t, int64(1), st.Recoveries)
+	assert.Positive(t, st.FallbackTakes)
+}
+
+func TestSlowRedisNeverBlocksPastTheTimeout(t *testing.T) {
+	srv := startRedis(t)
+	var lines logs
+	l := New(newClient(t, srv.Addr), Options{Timeout: 50 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: slogger(&lines)})
+	d, _ := take(t, l, "p/pay")
+	require.Zero(t, d)
+
+	require.NoError(t, srv.Pause()) // accepts, never answers
+	t.Cleanup(func() { _ = srv.Resume() })
+	start := time.Now()
+	d, _, err := l.Take(bg, "p/pay", nil, time.Now())
+	el := time.Since(start)
+	require.NoError(t, err)
+	assert.Zero(t, d)
+	assert.GreaterOrEqual(t, el, 50*time.Millisecond)
+	assert.Less(t, el, 150*time.Millisecond, "bounded by Options.Timeout")
+	assert.True(t, l.Degraded())
+	// Within RetryInterval, Redis is not tried at all.
+	start = time.Now()
+	_, _, _ = l.Take(bg, "p/pay", nil, time.Now())
+	assert.Less(t, time.Since(start), 20*time.Millisecond)
+	// A caller's shorter deadline wins, and its expiry is not an outage.
+	require.NoError(t, srv.Resume())
+	time.Sleep(120 * time.Millisecond)
+	for l.Degraded() {
+		take(t, l, "p/pay")
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, 1, lines.count(msgBack))
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	_, _, err = l.Take(ctx, "p/pay", nil, time.Now())
+	require.NoError(t, err)
+	assert.False(t, l.Degraded(), "the caller's own context is no Redis outage")
+}
+
+func TestFailClosed(t *testing.T) {
+	srv := startRedis(t)
+	l := New(newClient(t, srv.Addr), Options{FailClosed: true, Logger: quiet()})
+	srv.Stop()
+	for range 3 {
+		d, src, err := l.Take(bg, "p/pay", nil, time.Now())
+		require.NoError(t, err, "an error would make the Transport send unpaced")
+		assert.Equal(t, time.Second, d)
+		assert.Equal(t, payretry.WaitRateLimit, src)
+	}
+	assert.NoError(t, l.Observe(bg, "p/pay", time.Now(), noSignal()))
+}
+
+func slogger(h *logs) *slog.Logger { return slog.New(h) }

@@ -1,0 +1,432 @@
+// Package redislimit is a [payretry.Limiter] that keeps its pacing state in
+// Redis, so that several replicas of a service calling one provider account
+// share its quota: a Retry-After one replica receives holds them all, the
+// window's count is the sum of their sends, the client-side token buckets
+// are shared, and while the provider is down one probe per interval goes out
+// across all of them.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+//	policy := payretry.SmartRetry()
+//	policy.Limiter = redislimit.New(rdb, redislimit.Options{})
+//	t, err := payretry.NewTransport(nil, policy)
+//
+// # Semantics
+//
+// It mirrors [payretry.NewLimiter], the in-process limiter, field for field:
+// the hold until a Retry-After ends, the provider's window (limit, reset,
+// requests sent, the provider's own count from Remaining), the token buckets
+// of [payretry.Limit] (rate and burst, per provider and limit name) and the
+// outage state (down after five failures in a row, one probe every 100 ms,
+// or Policy.BreakerCoolDown). The adaptive rate that answers 429s without
+// guidance stays in each replica: it lowers the replica's own measured
+// rate, so the replicas together lower theirs by the same factor. One
+// refinement: a request sent in the last 50 ms before a window's reset
+// counts in the next window too, since across processes it may well reach
+// the provider after the reset (see boundaryGuard).
+//
+// # One Lua script per call
+//
+// Take and Observe each run one Lua script (EVALSHA, falling back to EVAL
+// when the server's script cache is empty, through [redis.Script]). A script
+// runs atomically on the server, so two replicas can never both take the
+// last request of a window, both become the probe, or both pass a bucket
+// holding one token; and the hold, the window, every bucket and the outage
+// state are read and written in one round trip. github.com/go-redis/redis_rate
+// was the alternative: it implements GCRA well, but only token buckets, one
+// per call; the hold, the window accounting and the outage state would each
+// need their own round trips, and the steps between them would race across
+// replicas (take a token, then find the window spent: the token is lost).
+// A request costs two round trips: Take before it, Observe after it.
+//
+// All instants inside the scripts are Redis server time (TIME). What a
+// replica knows as an absolute time on its own clock, a Signal's RetryAt or
+// Reset, is turned into a duration from the `now` the Transport passed and
+// anchored on Redis time; the waits Take returns are durations. Replicas
+// whose clocks disagree therefore agree on every hold and window. (A
+// provider's reset given as a unix time is read against the replica's clock
+// by [payretry.ParseSignal], as for the in-process limiter: keep clocks
+// synchronised; Retry-After and delta-seconds resets do not depend on it.)
+//
+// # Keys
+//
+// Every key starts with Options.Prefix and carries the provider's name (the
+// part of the scope before "/") as a Redis Cluster hash tag, so that one
+// script only touches keys of one slot: the provider's combined limits
+// (SmartRetry's "all") are shared by all its scopes, so the slot cannot be
+// per scope.
+//
+//	payretry:{smartretry}:scope:smartretry/payment   hash: hold, window, outage
+//	payretry:{smartretry}:bucket:payment              string: GCRA arrival time
+//	payretry:{smartretry}:bucket:all
+//
+// Braces and "%" in the parts are escaped (%7B, %7D, %25). A bucket expires
+// when it is full again (an absent bucket is a full one); a scope's hash
+// expires Options.KeyTTL after the last instant it knows (the hold, the
+// window's reset, the next probe), so an idle scope forgets its window's
+// limit and its failure count after a minute, as a restarted service would.
+//
+// # When Redis is slow or down
+//
+// Each Redis call is bounded by Options.Timeout (50 ms), whatever the
+// client's own settings: no payment waits longer for its limiter. When a call
+// fails or times out, the limiter logs "redislimit: redis unavailable, pacing
+// in-process" once, answers from Options.Fallback (an in-process
+// [payretry.NewLimiter] by default, which every Observe keeps informed, so
+// that it knows the provider's window and holds when it takes over) and, one
+// Options.RetryInterval (1 s) later, lets one call try Redis again; when that
+// call succeeds it logs the recovery and Redis is used again. Degraded and
+// Stats tell the state. A Limiter only paces: it never sends, drops or
+// repeats a request, so Redis failing can cost 429s, never a payment.
+//
+// With Options.FailClosed, Take answers "wait 1 s" (payretry.WaitRateLimit)
+// instead of using the fallback, so that no request goes unpaced: a call
+// whose deadline comes sooner fails with payretry.ErrThrottled. (Take never
+// returns an error for this, since the Transport treats a limiter error as
+// "send unpaced".)
+package redislimit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/payretry/payretry"
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configures a Limiter. The zero value is ready to use.
+type Options struct {
+	// Prefix starts every key (default "payretry").
+	Prefix string
+	// Timeout bounds each Redis call (default 50ms). The call's context
+	// deadline, when sooner, bounds it too.
+	Timeout time.Duration
+	// Fallback paces requests while Redis is unavailable (default
+	// payretry.NewLimiter()). Every Observe also goes to it, so that it
+	// knows the provider's state when it takes over.
+	Fallback payretry.Limiter
+	// FailClosed makes Take answer a wait of FailClosedWait
+	// (payretry.WaitRateLimit) while Redis is unavailable, instead of
+	// answering from Fallback.
+	FailClosed bool
+	// FailClosedWait is that wait (default 1s).
+	FailClosedWait time.Duration
+	// RetryInterval is how long the limiter uses the fallback after a
+	// failed Redis call before one call tries Redis again (default 1s), so
+	// that requests do not each pay the timeout while Redis is down.
+	RetryInterval time.Duration
+	// KeyTTL is how long a scope's state outlives the last instant it knows
+	// (hold, window reset, next probe) (default 1m).
+	KeyTTL time.Duration
+	// Logger receives the lines "redislimit: redis unavailable, pacing
+	// in-process" (once per outage) and "redislimit: redis available again"
+	// (default slog.Default(); slog.New(slog.DiscardHandler) silences them).
+	Logger *slog.Logger
+}
+
+// Stats are a Limiter's counters since New.
+type Stats struct {
+	RedisCalls    int64 // scripts Redis ran
+	RedisErrors   int64 // Redis calls that failed or timed out
+	FallbackTakes int64 // Take answered without Redis (fallback or FailClosed)
+	Outages       int64 // times Redis was found unavailable
+	Recoveries    int64 // times it was found back
+}
+
+// Limiter is a [payretry.Limiter] on Redis. It is safe for concurrent use;
+// create it with New and give it to the Transports of one replica (or one to
+// each: they share through Redis anyway).
+type Limiter struct {
+	client   redis.UniversalClient
+	opts     Options
+	fallback payretry.Limiter
+	log      *slog.Logger
+	ttl      string // KeyTTL in ms, as a script argument
+
+	stateKeys  sync.Map // scope -> key
+	bucketKeys sync.Map // provider+"\x00"+limit name -> key
+	adaptive   adaptiveSet
+
+	degraded atomic.Bool
+	retryAt  atomic.Int64 // while degraded: unix ns when Redis may be tried again
+	probing  atomic.Bool  // a call is trying Redis while degraded
+
+	calls, errs, fallbacks, outages, recoveries atomic.Int64
+}
+
+var _ payretry.Limiter = (*Limiter)(nil)
+
+// New returns a Limiter that keeps its state in Redis through client.
+func New(client redis.UniversalClient, opts Options) *Limiter {
+	if opts.Prefix == "" {
+		opts.Prefix = "payretry"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 50 * time.Millisecond
+	}
+	if opts.Fallback == nil {
+		opts.Fallback = payretry.NewLimiter()
+	}
+	if opts.FailClosedWait <= 0 {
+		opts.FailClosedWait = time.Second
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = time.Second
+	}
+	if opts.KeyTTL <= 0 {
+		opts.KeyTTL = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Limiter{
+		client: client, opts: opts, fallback: opts.Fallback, log: opts.Logger,
+		ttl: strconv.FormatInt(max(1, opts.KeyTTL.Milliseconds()), 10),
+	}
+}
+
+// Degraded reports whether the limiter is pacing in-process because Redis
+// was unavailable at its last try.
+func (l *Limiter) Degraded() bool { return l.degraded.Load() }
+
+// Stats returns the limiter's counters.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		RedisCalls: l.calls.Load(), RedisErrors: l.errs.Load(), FallbackTakes: l.fallbacks.Load(),
+		Outages: l.outages.Load(), Recoveries: l.recoveries.Load(),
+	}
+}
+
+// Take implements [payretry.Limiter].
+func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limit, now time.Time) (time.Duration, payretry.WaitSource, error) {
+	probe, ok := l.useRedis()
+	if !ok {
+		return l.takeWithout(ctx, scope, limits, now)
+	}
+	aw, res := l.adaptive.reserve(scope, now)
+	keys := make([]string, 1, 1+len(limits))
+	keys[0] = l.stateKey(scope)
+	args := make([]any, 2, 2+2*len(limits))
+	args[0], args[1] = ceilMicros(aw), l.ttl
+	for i := range limits {
+		lim := &limits[i]
+		if lim.Rate <= 0 || math.IsNaN(lim.Rate) {
+			continue
+		}
+		burst := lim.Burst
+		if burst <= 0 {
+			burst = max(1, int(lim.Rate/10))
+		}
+		keys = append(keys, l.bucketKey(scope, lim.Name))
+		args = append(args, strconv.FormatFloat(1e6/lim.Rate, 'f', -1, 64), burst)
+	}
+	v, err := l.run(ctx, takeScript, keys, args...)
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("redislimit: unexpected script reply %v", v)
+	}
+	if err != nil {
+		if res != nil {
+			res.CancelAt(now)
+		}
+		l.failed(ctx, err, probe)
+		return l.takeWithout(ctx, scope, limits, now)
+	}
+	l.succeeded(probe)
+	wait := time.Duration(v[0]) * time.Microsecond
+	src := waitSource(v[1])
+	if wait > 0 {
+		if res != nil {
+			res.CancelAt(now)
+		}
+		return wait, src, nil
+	}
+	l.adaptive.sent(scope, now)
+	return 0, src, nil
+}
+
+// takeWithout answers Take while Redis is unavailable.
+func (l *Limiter) takeWithout(ctx context.Context, scope string, limits []payretry.Limit, now time.Time) (time.Duration, payretry.WaitSource, error) {
+	l.fallbacks.Add(1)
+	if l.opts.FailClosed {
+		return l.opts.FailClosedWait, payretry.WaitRateLimit, nil
+	}
+	return l.fallback.Take(ctx, scope, limits, now)
+}
+
+// Observe implements [payretry.Limiter]. It never fails: when Redis is
+// unavailable, the fallback has the signal.
+func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig payretry.Signal) error {
+	l.adaptive.observe(scope, now, sig)
+	if !l.opts.FailClosed {
+		_ = l.fallback.Observe(ctx, scope, now, sig)
+	}
+	probe, ok := l.useRedis()
+	if !ok {
+		return nil
+	}
+	hasRetry, retryIn := 0, int64(0)
+	if !sig.RetryAt.IsZero() {
+		hasRetry, retryIn = 1, ceilMicros(sig.RetryAt.Sub(now))
+	}
+	hasReset, resetIn := 0, int64(0)
+	if !sig.Reset.IsZero() {
+		hasReset, resetIn = 1, ceilMicros(sig.Reset.Sub(now))
+	}
+	kind := ""
+	switch {
+	case sig.Failed:
+		kind = "f"
+	case sig.OK || sig.Throttled:
+		kind = "o"
+	}
+	_, err := l.run(ctx, observeScript, []string{l.stateKey(scope)},
+		hasRetry, retryIn, sig.Limit, hasReset, resetIn, sig.Remaining, kind, ceilMicros(sig.CoolDown), l.ttl)
+	if err != nil {
+		l.failed(ctx, err, probe)
+		return nil
+	}
+	l.succeeded(probe)
+	return nil
+}
+
+// run runs a script, bounded by the timeout whether or not the client
+// honours context deadlines: a call that takes longer is left to finish in
+// the background.
+func (l *Limiter) run(ctx context.Context, s *redis.Script, keys []string, args ...any) ([]int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
+	defer cancel()
+	type result struct {
+		v   []int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := s.Run(ctx, l.client, keys, args...).Int64Slice()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			l.calls.Add(1)
+		}
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("redislimit: redis call: %w", context.Cause(ctx))
+	}
+}
+
+// useRedis reports whether this call should use Redis, and whether it is the
+// one call that tries Redis again after a failure.
+func (l *Limiter) useRedis() (probe, ok bool) {
+	if !l.degraded.Load() {
+		return false, true
+	}
+	if time.Now().UnixNano() < l.retryAt.Load() {
+		return false, false
+	}
+	if !l.probing.CompareAndSwap(false, true) {
+		return false, false // another call is trying
+	}
+	return true, true
+}
+
+// failed records a failed Redis call. A call that failed because its own
+// context ended says nothing about Redis.
+func (l *Limiter) failed(ctx context.Context, err error, probe bool) {
+	if ctx.Err() == nil {
+		l.errs.Add(1)
+		l.retryAt.Store(time.Now().Add(l.opts.RetryInterval).UnixNano())
+		if l.degraded.CompareAndSwap(false, true) {
+			l.outages.Add(1)
+			l.log.LogAttrs(context.Background(), slog.LevelWarn, "redislimit: redis unavailable, pacing in-process",
+				slog.String("error", err.Error()), slog.Duration("retry_in", l.opts.RetryInterval))
+		}
+	}
+	if probe {
+		l.probing.Store(false)
+	}
+}
+
+// succeeded records a Redis call that worked; the call that tried Redis
+// again ends the outage.
+func (l *Limiter) succeeded(probe bool) {
+	if !probe {
+		return
+	}
+	if l.degraded.CompareAndSwap(true, false) {
+		l.recoveries.Add(1)
+		l.log.LogAttrs(context.Background(), slog.LevelInfo, "redislimit: redis available again, pacing shared")
+	}
+	l.probing.Store(false)
+}
+
+func waitSource(v int64) payretry.WaitSource {
+	switch v {
+	case srcRetryAfter:
+		return payretry.WaitRetryAfter
+	case srcRateLimit:
+		return payretry.WaitRateLimit
+	case srcOutage:
+		return payretry.WaitOutage
+	}
+	return payretry.WaitNone
+}
+
+// ceilMicros converts d to whole microseconds, rounding up, so that a wait
+// is never shortened.
+func ceilMicros(d time.Duration) int64 {
+	us := d / time.Microsecond
+	if d%time.Microsecond > 0 {
+		us++
+	}
+	return int64(us)
+}
+
+// stateKey returns the key of a scope's state.
+func (l *Limiter) stateKey(scope string) string {
+	if k, ok := l.stateKeys.Load(scope); ok {
+		return k.(string)
+	}
+	k := escape(l.opts.Prefix) + ":{" + escape(provider(scope)) + "}:scope:" + escape(scope)
+	l.stateKeys.Store(scope, k)
+	return k
+}
+
+// bucketKey returns the key of a token bucket: per provider and limit name,
+// as the in-process limiter keys its buckets.
+func (l *Limiter) bucketKey(scope, name string) string {
+	p := provider(scope)
+	id := p + "\x00" + name
+	if k, ok := l.bucketKeys.Load(id); ok {
+		return k.(string)
+	}
+	k := escape(l.opts.Prefix) + ":{" + escape(p) + "}:bucket:" + escape(name)
+	l.bucketKeys.Store(id, k)
+	return k
+}
+
+// provider is the provider part of a scope, "smartretry" in "smartretry/payment".
+func provider(scope string) string {
+	p, _, _ := strings.Cut(scope, "/")
+	return p
+}
+
+var escaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+// escape keeps braces out of key parts, so that the hash tag is always the
+// provider's name.
+func escape(s string) string {
+	if !strings.ContainsAny(s, "%{}") {
+		return s
+	}
+	return escaper.Replace(s)
+}
