@@ -137,8 +137,8 @@ func (c *call) prepareHeaders() {
 			c.buf = withJSONField(c.buf, p.IdempotencyField, c.key)
 		}
 	}
-	if c.key == "" {
-		// A key the caller set in a standard header makes the call safe to
+	if c.key == "" && c.write {
+		// A key the caller set in a standard header makes a write safe to
 		// replay even when the policy does not manage keys.
 		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
 			if v := first(c.req.Header, h); v != "" {

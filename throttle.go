@@ -92,6 +92,9 @@ func NewLimiter() Limiter {
 
 type localLimiter struct {
 	scopes sync.Map // scope name -> *scopeState
+	// first is the first scope looked up: most Transports use one scope,
+	// and this spares the map on every call.
+	first atomic.Pointer[namedScope]
 
 	mu      sync.Mutex               // guards buckets
 	buckets map[string]*rate.Limiter // scope provider + limit name
@@ -128,14 +131,29 @@ type scopeState struct {
 	nextProbe time.Time
 }
 
+type namedScope struct {
+	name string
+	s    *scopeState
+}
+
 func (l *localLimiter) scope(name string) *scopeState {
-	if s, ok := l.scopes.Load(name); ok {
-		return s.(*scopeState)
+	first := l.first.Load()
+	if first != nil && first.name == name {
+		return first.s
 	}
-	s := &scopeState{limit: -1}
-	s.quiet.Store(true)
-	actual, _ := l.scopes.LoadOrStore(name, s)
-	return actual.(*scopeState)
+	var s *scopeState
+	if v, ok := l.scopes.Load(name); ok {
+		s = v.(*scopeState)
+	} else {
+		s = &scopeState{limit: -1}
+		s.quiet.Store(true)
+		v, _ := l.scopes.LoadOrStore(name, s)
+		s = v.(*scopeState)
+	}
+	if first == nil {
+		l.first.CompareAndSwap(nil, &namedScope{name, s})
+	}
+	return s
 }
 
 // countSend counts a request sent at now, for the measured sending rate.
