@@ -229,9 +229,16 @@ func (c *call) release() {
 
 // RoundTrip sends req, retrying as the policy allows. See [Transport].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := calls.Get().(*call)
-	*c = call{t: t, req: req, ctx: req.Context(), write: !safeMethod(req.Method)}
-	defer c.release()
+	var c *call
+	if write := !safeMethod(req.Method); write {
+		// A write usually gets a header, whose values live in the call: it
+		// cannot go back to the pool, so do not take it from there.
+		c = &call{t: t, req: req, ctx: req.Context(), write: true}
+	} else {
+		c = calls.Get().(*call)
+		*c = call{t: t, req: req, ctx: req.Context()}
+		defer c.release()
+	}
 	if err := c.ctx.Err(); err != nil {
 		closeBody(req)
 		return nil, c.fail(ClassCanceled, err)
