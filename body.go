@@ -218,47 +218,66 @@ func firstNonEmpty(ss ...string) string {
 	return ""
 }
 
-// redactMessage bounds a provider message and masks long digit runs, which
-// may be card or account numbers echoed back by the provider.
+// redactMessage bounds a provider message and masks runs of 12 or more
+// digits, single spaces and dashes allowed between them ("4111 1111 1111
+// 1111"), which may be card or account numbers echoed back by the provider.
 func redactMessage(s string) string {
 	if len(s) > maxMessage {
 		s = s[:maxMessage] + "..."
 	}
-	digits := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			digits++
-			if digits >= 12 {
-				return maskDigitRuns(s)
-			}
-		} else {
-			digits = 0
-		}
-	}
-	return s
-}
-
-func maskDigitRuns(s string) string {
 	var b strings.Builder
+	masked := false
 	for i := 0; i < len(s); {
-		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j-i >= 12 {
-			b.WriteString("[" + strconv.Itoa(j-i) + " digits]")
+		j, digits := digitRun(s, i)
+		switch {
+		case digits >= 12:
+			b.WriteString("[" + strconv.Itoa(digits) + " digits]")
+			masked = true
 			i = j
-			continue
-		}
-		if j > i {
+		case j > i:
 			b.WriteString(s[i:j])
 			i = j
-			continue
+		default:
+			b.WriteByte(s[i])
+			i++
 		}
-		b.WriteByte(s[i])
-		i++
+	}
+	if !masked {
+		return s
 	}
 	return b.String()
+}
+
+// digitRun returns the end of the run of digits starting at i, single spaces
+// and dashes between digits included, and how many digits it holds.
+func digitRun(s string, i int) (end, digits int) {
+	end = i
+	for k := i; k < len(s); {
+		switch c := s[k]; {
+		case c >= '0' && c <= '9':
+			digits++
+			k++
+			end = k
+		case (c == ' ' || c == '-') && digits > 0 && k+1 < len(s) && s[k+1] >= '0' && s[k+1] <= '9':
+			k++
+		default:
+			return end, digits
+		}
+	}
+	return end, digits
+}
+
+// listDetail reports whether an error body has a list-shaped "detail", the
+// validation error format of KeyStone (seed 003_61ff3aaf39fde65e.txt).
+func listDetail(body []byte) bool {
+	var v struct {
+		Detail json.RawMessage `json:"detail"`
+	}
+	return json.Unmarshal(body, &v) == nil && len(v.Detail) > 0 && v.Detail[0] == '['
+}
+
+func containsFold(s, substr string) bool {
+	return strings.Contains(strings.ToLower(s), substr)
 }
 
 // prepareBody makes the request body replayable when it can be: through
@@ -300,17 +319,4 @@ func (c *call) prepareBody() error {
 	req.Body.Close()
 	c.buf, c.inMemory, c.replayable = buf, true, true
 	return nil
-}
-
-// listDetail reports whether an error body has a list-shaped "detail", the
-// validation error format of KeyStone (seed 003_61ff3aaf39fde65e.txt).
-func listDetail(body []byte) bool {
-	var v struct {
-		Detail json.RawMessage `json:"detail"`
-	}
-	return json.Unmarshal(body, &v) == nil && len(v.Detail) > 0 && v.Detail[0] == '['
-}
-
-func containsFold(s, substr string) bool {
-	return strings.Contains(strings.ToLower(s), substr)
 }

@@ -137,9 +137,10 @@ func (c *call) prepareHeaders() {
 			c.buf = withJSONField(c.buf, p.IdempotencyField, c.key)
 		}
 	}
-	if c.key == "" && c.write {
+	if c.key == "" && c.write && p.IdempotencyHeader == "" && p.IdempotencyField == "" {
 		// A key the caller set in a standard header makes a write safe to
-		// replay even when the policy does not manage keys.
+		// replay when the policy does not manage keys. A policy that does
+		// names where its provider reads the key; another header is not it.
 		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
 			if v := first(c.req.Header, h); v != "" {
 				c.key = v

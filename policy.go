@@ -278,29 +278,43 @@ func (p Policy) withDefaults() (Policy, error) {
 	if p.Limiter == nil {
 		p.Limiter = NewLimiter()
 	}
-	p.Limits = slices.Clone(p.Limits)
 	if p.Classify == nil {
 		p.Classify = Classify
 	}
 	if p.KeyMethods == nil {
 		p.KeyMethods = []string{http.MethodPost}
-	} else {
-		p.KeyMethods = append([]string(nil), p.KeyMethods...)
 	}
 	if p.Rules == nil {
 		p.Rules = DefaultRules()
-	} else {
+	}
+	for c, r := range p.Rules {
+		if err := r.check(c); err != nil {
+			return bad(fmt.Sprintf("Rules[%v]", c), err.Error())
+		}
+	}
+	return p.clone(), nil
+}
+
+// clone returns p with its maps and slices copied, so that no change to one
+// reaches the other.
+func (p Policy) clone() Policy {
+	p.KeyMethods = slices.Clone(p.KeyMethods)
+	if p.Rules != nil {
 		rules := make(map[Class]Rule, len(p.Rules))
 		for c, r := range p.Rules {
-			if err := r.check(c); err != nil {
-				return bad(fmt.Sprintf("Rules[%v]", c), err.Error())
-			}
-			r.Statuses = append([]int(nil), r.Statuses...)
+			r.Statuses = slices.Clone(r.Statuses)
 			rules[c] = r
 		}
 		p.Rules = rules
 	}
-	return p, nil
+	if p.Limits != nil {
+		p.Limits = slices.Clone(p.Limits)
+		for i := range p.Limits {
+			p.Limits[i].Methods = slices.Clone(p.Limits[i].Methods)
+			p.Limits[i].Paths = slices.Clone(p.Limits[i].Paths)
+		}
+	}
+	return p
 }
 
 func (r Rule) check(c Class) error {

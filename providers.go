@@ -18,9 +18,10 @@ const presetAttemptTimeout = 20 * time.Second
 // ORZCash returns the policy of the ORZCash Access API.
 //
 // ORZCash stores every response under its Idempotency-Key, failures included,
-// and replays it for 24 hours, so a retry after a 5xx or a 429 must carry a
-// new key; after a time-out the same key is kept, since the first request may
-// have executed. A key the caller set is used for the first attempt and
+// and replays it for 24 hours, so a retry after its 5xx or a 429 must carry a
+// new key; after a time-out, or a gateway's 502/504 that ORZCash did not
+// answer itself, the same key is kept, since the first request may have
+// executed. A key the caller set is used for the first attempt and
 // replaced for such retries: the key of the last attempt is in
 // resp.Request.Header, [Error.IdempotencyKey] and [Attempt.IdempotencyKey].
 func ORZCash() Policy {
@@ -40,6 +41,7 @@ func ORZCash() Policy {
 		// to your POST request"; "A UUID key".
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost},
+		Classify:          classifyORZCash,
 		Rules: map[Class]Rule{
 			// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails
 			// with the following HTTP status codes should be retried ... 5xx
@@ -59,6 +61,23 @@ func ORZCash() Policy {
 			// seed 000's list: not retried.
 		},
 	}
+}
+
+// classifyORZCash tells ORZCash's own 5xx, which it stores under the key and
+// replays (seed 000_44e1dbe989a58fef.txt), from a gateway's 502 or 504 without
+// ORZCash's error body: a proxy in front gave up or could not read the answer,
+// ORZCash may still be executing the request, and nothing was stored under
+// the key. That is an unknown outcome: the retry keeps the key, never a new
+// one, which could execute the payment twice.
+func classifyORZCash(resp *http.Response, err error) Class {
+	c := Classify(resp, err)
+	if resp == nil || (resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusGatewayTimeout) {
+		return c
+	}
+	if code, _ := decodeError(peekBody(resp)); code == "" {
+		return ClassTimeout
+	}
+	return c
 }
 
 // Verto returns the policy of the Verto API.

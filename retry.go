@@ -38,9 +38,6 @@ type Transport struct {
 	rules  [numClasses]Rule
 	scopes []string // limiter scope of each of p.Limits
 	budget *retryBudget
-	// traceAware: base is an *http.Transport, whose httptrace hooks always
-	// fire, so a missing WroteHeaders proves the request never left.
-	traceAware bool
 
 	// Seams for tests; never nil.
 	now   func() time.Time
@@ -67,12 +64,12 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	for _, l := range p.Limits {
 		t.scopes = append(t.scopes, p.Name+"/"+l.Name)
 	}
-	_, t.traceAware = base.(*http.Transport)
 	return t, nil
 }
 
-// Policy returns a copy of the transport's policy, defaults applied.
-func (t *Transport) Policy() Policy { return t.p }
+// Policy returns a copy of the transport's policy, defaults applied; changing
+// it does not change the Transport.
+func (t *Transport) Policy() Policy { return t.p.clone() }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -138,49 +135,25 @@ const (
 )
 
 const (
-	traceGetConn uint32 = 1 << iota
-	traceWrote
+	traceGetConn uint32 = 1 << iota // the base asked for a connection
+	traceGotConn                    // ... and obtained one
 )
 
-// tracer records, for one attempt at a time, whether the base transport asked
-// for a connection and wrote the request headers. Tracers are pooled: their
-// hooks are made once. A hook that fires late, after its call returned, can
-// only mark a later call's attempt as "may have left", the safe direction.
+// tracer records what the base transport did on the wire for the attempt
+// under way. A request is proved never to have left only when the base
+// reported asking for a connection (so it reports through httptrace at all)
+// and never obtained one: once a connection is obtained the request may be on
+// its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
+// first). Tracers are not pooled: the context of the returned request keeps
+// pointing at its hooks.
 type tracer struct {
-	flags  atomic.Uint32
-	trace  httptrace.ClientTrace
-	pooled bool
+	flags atomic.Uint32
+	trace httptrace.ClientTrace
 }
 
-var tracers = sync.Pool{New: func() any {
-	tr := &tracer{pooled: true}
-	tr.hooks()
-	return tr
-}}
-
-func (tr *tracer) hooks() {
+func (tr *tracer) init() {
 	tr.trace.GetConn = func(string) { tr.flags.Or(traceGetConn) }
-	tr.trace.WroteHeaders = func() { tr.flags.Or(traceWrote) }
-}
-
-// newTracer returns a tracer for a call on ctx. When ctx already carries a
-// trace, httptrace composes the two by changing the new one's hooks, so that
-// one is not taken from the pool.
-func newTracer(ctx context.Context) *tracer {
-	if httptrace.ContextClientTrace(ctx) != nil {
-		tr := &tracer{}
-		tr.hooks()
-		return tr
-	}
-	tr := tracers.Get().(*tracer)
-	tr.flags.Store(0)
-	return tr
-}
-
-func (tr *tracer) release() {
-	if tr.pooled {
-		tracers.Put(tr)
-	}
+	tr.trace.GotConn = func(httptrace.GotConnInfo) { tr.flags.Or(traceGotConn) }
 }
 
 // call is the state of one logical call.
@@ -209,8 +182,9 @@ type call struct {
 	attempts  int
 	refreshed bool
 	paid      bool // this attempt is a retry paid from the budget
+	rekeyNext bool // the next attempt, if made, carries a new key
 
-	tracer *tracer   // writes only
+	tracer tracer    // writes only
 	vals   [2]string // backing of the header values the call adds
 
 	bo *backoff.ExponentialBackOff
@@ -254,8 +228,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// one whose outcome is unknown. An *http.Transport always reports
 		// writing the headers; another base proves it reports anything
 		// when it asks for a connection.
-		c.tracer = newTracer(c.ctx)
-		defer c.tracer.release()
+		c.tracer.init()
 		c.ctx = httptrace.WithClientTrace(c.ctx, &c.tracer.trace)
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
@@ -283,30 +256,55 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, herr
 		}
+		if c.rekeyNext {
+			// Only now is the retry certain: until here prev, with its key,
+			// may still be the answer.
+			c.rekey()
+			c.rekeyNext = false
+		}
+		c.attempts++
+		areq, stop, cancel, err := c.newRequest()
+		if err != nil {
+			c.attempts--
+			if c.paid {
+				t.budget.refund()
+			}
+			if prev != nil {
+				return c.respond(prev, prevClass, prevCancel), nil
+			}
+			return nil, c.fail(ClassOther, err)
+		}
 		discard(prev)
 		if prevCancel != nil {
 			prevCancel(nil)
 		}
 		prev, prevCancel = nil, nil
-		if c.attempts == 0 {
+		if c.attempts == 1 {
 			t.budget.earn()
 		}
-		c.attempts++
-		areq, stop, cancel, err := c.newRequest()
-		if err != nil {
-			return nil, c.fail(ClassOther, err)
-		}
-		if c.tracer != nil {
-			c.tracer.flags.Store(0)
-		}
+		c.tracer.flags.Store(0)
 		resp, err := t.base.RoundTrip(areq)
-		timedOut := stop != nil && !stop()
 		if err != nil && resp != nil {
 			resp.Body.Close()
 			resp = nil
 		}
-		if resp != nil && resp.Request == nil {
-			resp.Request = areq // the contract: the request of the final attempt
+		if resp != nil {
+			if resp.Request == nil {
+				resp.Request = areq // the contract: the request of the final attempt
+			}
+			if resp.StatusCode < 200 || resp.StatusCode > 299 {
+				peekBody(resp) // within the attempt's time: it bounds the error body too
+			}
+		}
+		timedOut := stop != nil && !stop()
+		if timedOut && resp != nil {
+			if pb, ok := resp.Body.(*peekedBody); !ok || pb.rest != nil {
+				// The time ran out as the answer came: its body is cut
+				// off. Count the attempt as timed out (the same key
+				// replays the answer).
+				discard(resp)
+				resp, err = nil, ErrAttemptTimeout
+			}
 		}
 		class, leftUnknown := c.classify(resp, err, timedOut)
 		if leftUnknown {
@@ -382,9 +380,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel = nil
 		}
 		prev, prevClass, prevErr, prevCancel = resp, class, err, cancel
-		if resp != nil && t.rules[class].NewKey && !c.keyPinned && c.key != "" {
-			c.rekey()
-		}
+		c.rekeyNext = resp != nil && t.rules[class].NewKey && !c.keyPinned && c.key != ""
 	}
 }
 
@@ -475,6 +471,12 @@ func (c *call) observe(resp *http.Response, class Class) {
 		now = c.t.now()
 		if resp != nil {
 			sig = ParseSignal(resp.Header, now)
+			if resp.StatusCode < 400 {
+				// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay
+				// before following the redirect; with a 2xx it is a
+				// polling hint. Neither says the quota is spent.
+				sig.RetryAt = time.Time{}
+			}
 		}
 	}
 	switch class {
@@ -505,7 +507,15 @@ func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, b
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			peekBody(resp) // make the body re-readable for the classifier
 		}
-		return c.t.p.Classify(resp, nil), false
+		class := c.t.p.Classify(resp, nil)
+		switch {
+		case class < 0 || int(class) >= numClasses || class == ClassNetwork || class == ClassCanceled:
+			// A response was received: it left, and it was not canceled.
+			class = ClassOther
+		}
+		// A response classed as a time-out (a gateway's 504) leaves the
+		// outcome of a write unknown.
+		return class, class == ClassTimeout && c.write
 	}
 	var class Class
 	switch {
@@ -515,15 +525,17 @@ func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, b
 		class = ClassTimeout
 	default:
 		class = c.t.p.Classify(nil, err)
+		if class != ClassTimeout && class != ClassNetwork && class != ClassCanceled {
+			class = classifyErr(err) // an error is one of these three
+		}
 	}
 	if !c.write {
 		return class, false
 	}
 	flags := c.tracer.flags.Load()
-	wrote := flags&traceWrote != 0
-	neverLeft := (c.t.traceAware || flags&traceGetConn != 0) && !wrote
+	neverLeft := flags&traceGetConn != 0 && flags&traceGotConn == 0
 	switch {
-	case class == ClassNetwork && wrote:
+	case class == ClassNetwork && flags&traceGotConn != 0:
 		class = ClassTimeout
 	case class == ClassTimeout && neverLeft:
 		class = ClassNetwork
@@ -726,10 +738,11 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 	if class != ClassSuccess && resp.Request != nil {
 		o := &outcome{
 			provider: c.t.p.Name, class: class, attempts: c.attempts, key: c.key,
-			// Answers that do not settle an earlier unknown outcome: a 5xx,
-			// a 429, a 409 (the key still in progress) or anything odd.
-			unknown: c.unknown && (class == ClassServerError || class == ClassRateLimited ||
-				class == ClassConflict || class == ClassOther),
+			// No answer to a later attempt settles an earlier unknown
+			// outcome: a replay may fail (a 400 for funds the first attempt
+			// spent, a 401 for a token that expired meanwhile) although the
+			// first attempt executed.
+			unknown: c.unknown,
 		}
 		if c.t.rules[class].OutcomeUnknown && c.key != "" {
 			o.unknown = true
