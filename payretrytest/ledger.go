@@ -162,6 +162,10 @@ func (s *Server) open(r *http.Request) *exchange {
 func (s *Server) finish(ex *exchange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ex.finished {
+		return
+	}
+	ex.finished = true
 	s.active--
 	s.stats.ByStatus[ex.status]++
 	if ex.status == http.StatusTooManyRequests {

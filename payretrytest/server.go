@@ -129,6 +129,8 @@ type exchange struct {
 	key     string // idempotency key, "" if none
 	n       int    // index in s.attempts[pay.reference], -1 if not recorded
 	status  int    // status written, 0 for a reset
+
+	finished bool // recorded by finish; guarded by Server.mu
 }
 
 // serve is the server's handler: the provider's edge (call id, rate limit,
@@ -281,6 +283,9 @@ func (s *Server) reset(w http.ResponseWriter, ex *exchange) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0) // close sends RST instead of FIN
 	}
+	// Record the exchange before the client can see the reset, so that
+	// Stats agrees with what the client saw the moment it sees it.
+	s.finish(ex)
 	_, _ = buf.WriteString("HTTP/1.1 201 Cre")
 	_ = buf.Flush()
 	_ = conn.Close()
