@@ -256,6 +256,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, herr
 		}
+		oldKey, oldHeader, oldBuf := c.key, c.header, c.buf
 		if c.rekeyNext {
 			// Only now is the retry certain: until here prev, with its key,
 			// may still be the answer.
@@ -265,6 +266,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.attempts++
 		areq, stop, cancel, err := c.newRequest()
 		if err != nil {
+			c.key, c.header, c.buf = oldKey, oldHeader, oldBuf // prev's key is the one to report
 			c.attempts--
 			if c.paid {
 				t.budget.refund()
