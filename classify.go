@@ -7,8 +7,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -153,4 +156,96 @@ func isCompliance(code, msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "request for information") || strings.Contains(m, "compliance review") ||
 		strings.Contains(m, "compliance hold")
+}
+
+const (
+	traceGetConn uint32 = 1 << iota // the base asked for a connection
+	traceGotConn                    // ... and obtained one
+)
+
+// tracer records what the base transport did on the wire for the attempt
+// under way. A request is proved never to have left only when the base
+// reported asking for a connection (so it reports through httptrace at all)
+// and never obtained one: once a connection is obtained the request may be on
+// its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
+// first). Tracers are not pooled: the context of the returned request keeps
+// pointing at its hooks.
+type tracer struct {
+	flags atomic.Uint32
+	trace httptrace.ClientTrace
+}
+
+func (tr *tracer) init() {
+	tr.trace.GetConn = func(string) { tr.flags.Or(traceGetConn) }
+	tr.trace.GotConn = func(httptrace.GotConnInfo) { tr.flags.Or(traceGotConn) }
+}
+
+// classify returns the class of an attempt, corrected with what the trace saw
+// on the wire, and whether a write may have reached the provider in it.
+func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, bool) {
+	if err == nil {
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			peekBody(resp) // make the body re-readable for the classifier
+		}
+		class := c.t.p.Classify(resp, nil)
+		switch {
+		case class < 0 || int(class) >= numClasses || class == ClassNetwork || class == ClassCanceled:
+			// A response was received: it left, and it was not canceled.
+			class = ClassOther
+		}
+		// A response classed as a time-out (a gateway's 504) leaves the
+		// outcome of a write unknown.
+		return class, class == ClassTimeout && c.write
+	}
+	var class Class
+	switch {
+	case c.req.Context().Err() != nil:
+		class = ClassCanceled
+	case timedOut:
+		class = ClassTimeout
+	default:
+		class = c.t.p.Classify(nil, err)
+		if class != ClassTimeout && class != ClassNetwork && class != ClassCanceled {
+			class = classifyErr(err) // an error is one of these three
+		}
+	}
+	if !c.write {
+		return class, false
+	}
+	flags := c.tracer.flags.Load()
+	neverLeft := flags&traceGetConn != 0 && flags&traceGotConn == 0
+	switch {
+	case class == ClassNetwork && flags&traceGotConn != 0:
+		class = ClassTimeout
+	case class == ClassTimeout && neverLeft:
+		class = ClassNetwork
+	}
+	return class, class != ClassNetwork && !neverLeft
+}
+
+// mayRetry applies the policy's rule and the invariants that no rule can
+// lift. It returns the reason when no retry may follow.
+func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (bool, string) {
+	rule := c.t.rules[class]
+	switch {
+	case class == ClassCanceled:
+		return false, "context done"
+	case !rule.Retry:
+		return false, "not retryable"
+	case class == ClassUnauthorized && (c.t.p.RefreshAuth == nil || c.refreshed):
+		return false, "no auth refresh"
+	case len(rule.Statuses) > 0 && resp != nil && !slices.Contains(rule.Statuses, resp.StatusCode):
+		return false, "status not retryable"
+	case c.write && c.key == "" && class != ClassNetwork && class != ClassUnauthorized:
+		return false, "write without idempotency key"
+	case isCompliance(code, msg):
+		return false, "compliance review"
+	case c.attempts >= c.t.p.MaxAttempts:
+		return false, "retries exhausted"
+	case !c.t.budget.has():
+		return false, reasonBudget
+	case !c.replayable:
+		return false, reasonBody
+	}
+	return true, ""
 }

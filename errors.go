@@ -3,6 +3,7 @@ package payretry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -174,3 +175,27 @@ type outcome struct {
 }
 
 type outcomeKey struct{}
+
+// budgetErr is the cause of a call whose retry the budget refused after an
+// attempt without a response; errors.Is matches both.
+func budgetErr(last error) error {
+	if last == nil {
+		return ErrRetryBudget
+	}
+	return fmt.Errorf("%w (last attempt: %w)", ErrRetryBudget, last)
+}
+
+func joinBodyErr(err error) error {
+	if err == nil {
+		return ErrBodyNotReplayable
+	}
+	return &bodyErr{err}
+}
+
+// bodyErr is a transport error that could not be retried because the body
+// could not be replayed; errors.Is matches both.
+type bodyErr struct{ err error }
+
+func (e *bodyErr) Error() string { return e.err.Error() + " (request body cannot be replayed)" }
+
+func (e *bodyErr) Unwrap() []error { return []error{e.err, ErrBodyNotReplayable} }

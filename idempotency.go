@@ -165,3 +165,30 @@ func (c *call) prepareHeaders() {
 	}
 	c.header = hdr
 }
+
+func (c *call) attemptHeader() http.Header {
+	if c.header != nil {
+		return c.header
+	}
+	return c.req.Header
+}
+
+// rekey gives the next attempt a new key, after a definitive failure stored
+// by a provider that replays every response under a key.
+func (c *call) rekey() {
+	c.key = newKey()
+	if f := c.t.p.IdempotencyField; f != "" {
+		c.buf = withJSONField(c.buf, f, c.key)
+		return
+	}
+	h := c.attemptHeader().Clone()
+	h.Set(c.keyHeader(), c.key)
+	c.header = h
+}
+
+func (c *call) keyHeader() string {
+	if c.t.p.IdempotencyHeader != "" {
+		return c.t.p.IdempotencyHeader
+	}
+	return "Idempotency-Key"
+}

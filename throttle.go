@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -363,4 +364,120 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		s.down = false
 	}
 	return nil
+}
+
+// scopeFor returns the limiter scope of a request and the client-side limits
+// that apply to it.
+func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
+	if len(t.p.Limits) == 0 {
+		return t.p.Name, nil
+	}
+	scope := t.p.Name
+	var limits []Limit
+	for i := range t.p.Limits {
+		l := &t.p.Limits[i]
+		if !l.matches(r) {
+			continue
+		}
+		limits = append(limits, *l)
+		if scope == t.p.Name && l.specific() {
+			scope = t.scopes[i]
+		}
+	}
+	return scope, limits
+}
+
+// throttle waits until the limiter lets the next attempt go. outage reports
+// that it waited for an outage probe (or is the probe), so that a retry costs
+// no budget. The error, an *Error, says why no attempt can be made.
+func (c *call) throttle() (outage bool, err error) {
+	t := c.t
+	ctx := c.req.Context()
+	now := c.start
+	if c.attempts > 0 {
+		now = t.now()
+	}
+	for {
+		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
+		if lerr != nil {
+			// A shared limiter that fails must not stop payments: send
+			// unpaced, and say so.
+			c.logLimiter(lerr)
+			return outage, nil
+		}
+		if src == WaitOutage {
+			outage = true
+		}
+		if d <= 0 {
+			return outage, nil
+		}
+		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
+			return outage, c.fail(ClassServerError, ErrCircuitOpen)
+		}
+		if c.tooLate(now, d) != "" {
+			if src == WaitOutage {
+				return outage, c.fail(ClassServerError, ErrUnavailable)
+			}
+			e := c.fail(ClassRateLimited, ErrThrottled)
+			e.RetryAt = now.Add(d)
+			return outage, e
+		}
+		if serr := t.sleep(ctx, d); serr != nil {
+			return outage, c.fail(ClassCanceled, serr)
+		}
+		now = t.now()
+	}
+}
+
+// tooLate returns why a wait of d from now cannot be made, or "".
+func (c *call) tooLate(now time.Time, d time.Duration) string {
+	if now.Add(d).After(c.start.Add(c.t.p.MaxElapsedTime)) {
+		return "wait would pass MaxElapsedTime"
+	}
+	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
+		return "wait would pass the context deadline"
+	}
+	return ""
+}
+
+// observe tells the limiter what an attempt said about the provider.
+func (c *call) observe(resp *http.Response, class Class) {
+	if class == ClassCanceled {
+		return // says nothing about the provider
+	}
+	sig := Signal{Limit: -1, Remaining: -1}
+	var now time.Time
+	if class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header) {
+		now = c.start // nothing time-related to read: spare a clock read
+	} else {
+		now = c.t.now()
+		if resp != nil {
+			sig = ParseSignal(resp.Header, now)
+			if resp.StatusCode < 400 {
+				// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay
+				// before following the redirect; with a 2xx it is a
+				// polling hint. Neither says the quota is spent.
+				sig.RetryAt = time.Time{}
+			}
+		}
+	}
+	switch class {
+	case ClassRateLimited:
+		sig.Throttled = true
+	case ClassServerError, ClassTimeout, ClassNetwork:
+		sig.Failed = true
+		sig.CoolDown = c.t.p.BreakerCoolDown
+	default:
+		sig.OK = true
+	}
+	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {
+		c.logLimiter(err)
+	}
+}
+
+func (c *call) logLimiter(err error) {
+	if l := c.t.p.Logger; l != nil {
+		l.LogAttrs(c.req.Context(), slog.LevelWarn, "payretry: limiter failed; sending unpaced",
+			slog.String("provider", c.t.p.Name), slog.String("error", err.Error()))
+	}
 }
