@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -168,11 +169,42 @@ const (
 // reported asking for a connection (so it reports through httptrace at all)
 // and never obtained one: once a connection is obtained the request may be on
 // its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
-// first). Tracers are not pooled: the context of the returned request keeps
-// pointing at its hooks.
+// first).
+//
+// Tracers are pooled; their hooks are made once. The hooks fire only while
+// the base transport looks for a connection, inside RoundTrip, and the
+// request a Transport returns carries the caller's context, not the traced
+// one, so that nothing reaches a tracer after its call gave it back.
 type tracer struct {
-	flags atomic.Uint32
-	trace httptrace.ClientTrace
+	flags  atomic.Uint32
+	trace  httptrace.ClientTrace
+	pooled bool
+}
+
+var tracers = sync.Pool{New: func() any {
+	tr := &tracer{pooled: true}
+	tr.init()
+	return tr
+}}
+
+// newTracer returns a tracer for a call on ctx. When ctx already carries a
+// trace, httptrace composes the two by changing the new one's hooks, so such
+// a tracer is made for the call and not pooled.
+func newTracer(ctx context.Context) *tracer {
+	if httptrace.ContextClientTrace(ctx) != nil {
+		tr := &tracer{}
+		tr.init()
+		return tr
+	}
+	tr := tracers.Get().(*tracer)
+	tr.flags.Store(0)
+	return tr
+}
+
+func (tr *tracer) release() {
+	if tr.pooled {
+		tracers.Put(tr)
+	}
 }
 
 func (tr *tracer) init() {

@@ -163,7 +163,7 @@ func TestRedactCardNumbersWithSeparators(t *testing.T) {
 // On the wire: a request is proved never to have left only when the base
 // asked for a connection and got none.
 func TestNeverLeftNeedsNoConnection(t *testing.T) {
-	c := &call{t: &Transport{p: Policy{Classify: Classify}}, req: httptestRequest(http.MethodPost, "/"), write: true}
+	c := &call{t: &Transport{p: Policy{Classify: Classify}}, req: httptestRequest(http.MethodPost, "/"), write: true, tracer: &tracer{}}
 	c.tracer.flags.Store(traceGetConn)
 	class, unknown := c.classify(nil, io.ErrUnexpectedEOF, false)
 	assert.Equal(t, ClassNetwork, class)

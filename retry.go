@@ -101,7 +101,7 @@ type call struct {
 	paid      bool // this attempt is a retry paid from the budget
 	rekeyNext bool // the next attempt, if made, carries a new key
 
-	tracer tracer    // writes only
+	tracer *tracer   // writes only
 	vals   [2]string // backing of the header values the call adds
 
 	bo *backoff.ExponentialBackOff
@@ -145,7 +145,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// one whose outcome is unknown. An *http.Transport always reports
 		// writing the headers; another base proves it reports anything
 		// when it asks for a connection.
-		c.tracer.init()
+		c.tracer = newTracer(c.ctx)
+		defer c.tracer.release()
 		c.ctx = httptrace.WithClientTrace(c.ctx, &c.tracer.trace)
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
@@ -201,7 +202,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c.attempts == 1 {
 			t.budget.earn()
 		}
-		c.tracer.flags.Store(0)
+		if c.tracer != nil {
+			c.tracer.flags.Store(0)
+		}
 		resp, err := t.base.RoundTrip(areq)
 		if err != nil && resp != nil {
 			resp.Body.Close()
@@ -387,7 +390,19 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 			done()
 		}
 	}
-	if class != ClassSuccess && resp.Request != nil {
+	if resp.Request == nil {
+		return resp
+	}
+	// The returned request carries the caller's context: the attempt's
+	// context holds the call's pooled tracer, which goes back to the pool.
+	ctx := c.req.Context()
+	if class == ClassSuccess {
+		if c.write {
+			resp.Request = resp.Request.WithContext(ctx)
+		}
+		return resp
+	}
+	{
 		o := &outcome{
 			provider: c.t.p.Name, class: class, attempts: c.attempts, key: c.key,
 			// No answer to a later attempt settles an earlier unknown
@@ -399,7 +414,7 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 		if c.t.rules[class].OutcomeUnknown && c.key != "" {
 			o.unknown = true
 		}
-		resp.Request = resp.Request.WithContext(context.WithValue(resp.Request.Context(), outcomeKey{}, o))
+		resp.Request = resp.Request.WithContext(context.WithValue(ctx, outcomeKey{}, o))
 	}
 	return resp
 }
