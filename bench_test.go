@@ -29,11 +29,11 @@ func BenchmarkRoundTrip(b *testing.B) {
 		base   http.RoundTripper
 		policy *Policy
 	}{
-		{"bare/GET", http.MethodGet, memTransport{}, nil},
-		{"payretry/GET", http.MethodGet, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
-		{"bare/POST", http.MethodPost, memTransport{}, nil},
-		{"payretry/POST", http.MethodPost, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
-		{"smartretry/POST", http.MethodPost, memTransport{}, ptr(SmartRetry())},
+		{"method=GET/client=bare", http.MethodGet, memTransport{}, nil},
+		{"method=GET/client=payretry", http.MethodGet, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
+		{"method=POST/client=bare", http.MethodPost, memTransport{}, nil},
+		{"method=POST/client=payretry", http.MethodPost, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
+		{"method=POST/client=smartretry", http.MethodPost, memTransport{}, ptr(SmartRetry())},
 	} {
 		rt := c.base
 		if c.policy != nil {

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -171,45 +170,77 @@ const (
 // its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
 // first).
 //
-// Tracers are pooled; their hooks are made once. The hooks fire only while
-// the base transport looks for a connection, inside RoundTrip, and the
-// request a Transport returns carries the caller's context, not the traced
-// one, so that nothing reaches a tracer after its call gave it back.
+// A tracer is pooled with its call, and its hooks are made once. Each call
+// gets a ClientTrace of its own that points at them while the call runs;
+// release clears it, so that a hook fired later, through the context of the
+// request the call returned, reaches nothing.
 type tracer struct {
-	flags  atomic.Uint32
-	trace  httptrace.ClientTrace
-	pooled bool
+	flags   atomic.Uint32
+	getConn func(string)
+	gotConn func(httptrace.GotConnInfo)
 }
 
-var tracers = sync.Pool{New: func() any {
-	tr := &tracer{pooled: true}
-	tr.init()
-	return tr
-}}
-
-// newTracer returns a tracer for a call on ctx. When ctx already carries a
-// trace, httptrace composes the two by changing the new one's hooks, so such
-// a tracer is made for the call and not pooled.
-func newTracer(ctx context.Context) *tracer {
-	if httptrace.ContextClientTrace(ctx) != nil {
-		tr := &tracer{}
-		tr.init()
-		return tr
-	}
-	tr := tracers.Get().(*tracer)
-	tr.flags.Store(0)
+func newTracer() *tracer {
+	tr := &tracer{}
+	tr.getConn = func(string) { tr.flags.Or(traceGetConn) }
+	tr.gotConn = func(httptrace.GotConnInfo) { tr.flags.Or(traceGotConn) }
 	return tr
 }
 
-func (tr *tracer) release() {
-	if tr.pooled {
-		tracers.Put(tr)
+// attach returns ctx with a ClientTrace that reports to tr, and the trace.
+func (tr *tracer) attach(ctx context.Context) (context.Context, *httptrace.ClientTrace) {
+	if traceKey == nil || httptrace.ContextClientTrace(ctx) != nil {
+		// The caller traces the request too: httptrace composes the two.
+		trace := &httptrace.ClientTrace{GetConn: tr.getConn, GotConn: tr.gotConn}
+		return httptrace.WithClientTrace(ctx, trace), trace
+	}
+	x := &traceCtx{Context: ctx}
+	x.trace.GetConn, x.trace.GotConn = tr.getConn, tr.gotConn
+	return x, &x.trace
+}
+
+// traceCtx is the caller's context with a ClientTrace, made in one allocation
+// where httptrace.WithClientTrace makes two (the trace and its context).
+type traceCtx struct {
+	context.Context
+	trace httptrace.ClientTrace
+}
+
+// Value returns the trace for httptrace's key and asks the caller's context
+// for any other.
+func (x *traceCtx) Value(key any) any {
+	if key == traceKey {
+		return &x.trace
+	}
+	return x.Context.Value(key)
+}
+
+// traceKey is the key under which net/http/httptrace looks a ClientTrace up.
+// The package does not export it, so init learns it by letting
+// ContextClientTrace look it up in a probe, then checks it: if the check
+// fails, traceKey stays nil and attach falls back to
+// httptrace.WithClientTrace.
+var traceKey any
+
+func init() {
+	p := &keyProbe{Context: context.Background()}
+	httptrace.ContextClientTrace(p)
+	traceKey = p.key
+	x := &traceCtx{Context: context.Background()}
+	if traceKey == nil || httptrace.ContextClientTrace(x) != &x.trace {
+		traceKey = nil
 	}
 }
 
-func (tr *tracer) init() {
-	tr.trace.GetConn = func(string) { tr.flags.Or(traceGetConn) }
-	tr.trace.GotConn = func(httptrace.GotConnInfo) { tr.flags.Or(traceGotConn) }
+// keyProbe is a context that records the key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
 }
 
 // classify returns the class of an attempt, corrected with what the trace saw

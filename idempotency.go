@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	mrand "math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -13,36 +15,84 @@ import (
 
 // newKey returns a random (version 4) UUID whose bits come from crypto/rand,
 // as seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
-// Idempotency-Key draft recommends.
-func newKey() string {
-	u := keyBits()
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	return u.String()
-}
-
-// keySource hands out crypto/rand bytes read 32 keys at a time, so that a key
-// costs a copy rather than a read from the kernel's generator. Bytes are
-// cleared as they are handed out.
-var keySource struct {
-	mu  sync.Mutex
-	buf [32 * 16]byte
-	off int
-}
-
-func keyBits() (u uuid.UUID) {
-	ks := &keySource
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	if ks.off == 0 {
-		if _, err := rand.Read(ks.buf[:]); err != nil {
-			panic("payretry: crypto/rand failed: " + err.Error()) // crypto/rand.Read never fails (Go 1.24+)
-		}
+// Idempotency-Key draft recommends, and a one-element header value holding it.
+func newKey() (key string, val []string) {
+	b := keyBatches.Get().(*keyBatch)
+	if b.next == len(b.vals) {
+		b.fill()
 	}
-	copy(u[:], ks.buf[ks.off:ks.off+16])
-	clear(ks.buf[ks.off : ks.off+16])
-	ks.off = (ks.off + 16) % len(ks.buf)
-	return u
+	i := b.next
+	b.next++
+	key, val = b.vals[i], b.vals[i:i+1:i+1]
+	keyBatches.Put(b)
+	return key, val
+}
+
+const (
+	keysPerBatch = 32
+	keyLen       = 36 // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx
+)
+
+// A keyBatch holds keys made together: keysPerBatch keys whose bits come from
+// a ChaCha8 stream keyed with 32 fresh bytes of crypto/rand (math/rand/v2
+// documents ChaCha8 as a cryptographically strong generator), formatted into
+// one string, with a header value each (vals[i:i+1:i+1], so that appending to
+// one cannot reach the next). Two allocations and one read from the kernel
+// make 32 keys. Batches are kept per P by a sync.Pool, so that concurrent
+// calls do not contend for them.
+//
+// Keys are not secrets (each is sent in clear to the provider, beside the
+// credentials that make it usable), so keys waiting in a batch need no more
+// care than keys in flight. Every batch is keyed afresh from the kernel, so a
+// process cloned from a memory snapshot repeats at most the keys left in the
+// batches it had.
+type keyBatch struct {
+	vals []string
+	next int
+}
+
+var keyBatches = sync.Pool{New: func() any { return new(keyBatch) }}
+
+func (b *keyBatch) fill() {
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		panic("payretry: crypto/rand failed: " + err.Error()) // crypto/rand.Read never fails (Go 1.24+)
+	}
+	stream := mrand.NewChaCha8(seed)
+	clear(seed[:])
+	var raw [keysPerBatch * 16]byte
+	stream.Read(raw[:])
+	var sb strings.Builder
+	sb.Grow(keysPerBatch * keyLen)
+	var text [keyLen]byte
+	for i := range keysPerBatch {
+		u := (*uuid.UUID)(raw[i*16 : (i+1)*16])
+		u[6] = u[6]&0x0f | 0x40 // version 4
+		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+		encodeUUID(&text, u)
+		sb.Write(text[:])
+	}
+	clear(raw[:])
+	all := sb.String()
+	b.vals = make([]string, keysPerBatch)
+	for i := range b.vals {
+		b.vals[i] = all[i*keyLen : (i+1)*keyLen]
+	}
+	b.next = 0
+}
+
+// encodeUUID writes u in its canonical lower-case text form.
+func encodeUUID(dst *[keyLen]byte, u *uuid.UUID) {
+	const digits = "0123456789abcdef"
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = digits[c>>4], digits[c&0x0f]
+		j += 2
+	}
 }
 
 // safeMethod reports whether a method is safe to send twice without a key:
@@ -118,22 +168,27 @@ func (c *call) wantsKey() bool {
 // and the correlation id: a key or id the caller set is kept.
 func (c *call) prepareHeaders() {
 	p := &c.t.p
-	var add [2][2]string
+	type header struct {
+		name string
+		val  []string
+	}
+	var add [2]header
 	n := 0
 	switch {
 	case p.IdempotencyHeader != "":
 		if v := first(c.req.Header, p.IdempotencyHeader); v != "" {
 			c.key = v
 		} else if c.wantsKey() {
-			c.key = newKey()
-			add[n] = [2]string{p.IdempotencyHeader, c.key}
+			var val []string
+			c.key, val = newKey()
+			add[n] = header{p.IdempotencyHeader, val}
 			n++
 		}
 	case p.IdempotencyField != "" && c.inMemory && jsonObject(c.buf):
 		if v, ok := jsonField(c.buf, p.IdempotencyField); ok {
 			c.key = v
 		} else if c.wantsKey() {
-			c.key = newKey()
+			c.key, _ = newKey()
 			c.buf = withJSONField(c.buf, p.IdempotencyField, c.key)
 		}
 	}
@@ -149,7 +204,8 @@ func (c *call) prepareHeaders() {
 		}
 	}
 	if h := p.CorrelationHeader; h != "" && first(c.req.Header, h) == "" {
-		add[n] = [2]string{h, newKey()}
+		_, val := newKey()
+		add[n] = header{h, val}
 		n++
 	}
 	if n == 0 {
@@ -159,9 +215,8 @@ func (c *call) prepareHeaders() {
 	for k, v := range c.req.Header {
 		hdr[k] = v // values are shared, never modified
 	}
-	for i, kv := range add[:n] {
-		c.vals[i] = kv[1]
-		hdr[kv[0]] = c.vals[i : i+1 : i+1] // names are canonical
+	for _, h := range add[:n] {
+		hdr[h.name] = h.val // names are canonical
 	}
 	c.header = hdr
 }
@@ -176,7 +231,7 @@ func (c *call) attemptHeader() http.Header {
 // rekey gives the next attempt a new key, after a definitive failure stored
 // by a provider that replays every response under a key.
 func (c *call) rekey() {
-	c.key = newKey()
+	c.key, _ = newKey()
 	if f := c.t.p.IdempotencyField; f != "" {
 		c.buf = withJSONField(c.buf, f, c.key)
 		return

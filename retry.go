@@ -52,7 +52,7 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64,
+	t := &Transport{base: base, p: p, now: clockNow, sleep: sleepCtx, rand: rand.Float64,
 		budget: newRetryBudget(p.RetryBudgetRatio, p.RetryBudgetBurst)}
 	for c, r := range p.Rules {
 		t.rules[c] = r
@@ -101,35 +101,37 @@ type call struct {
 	paid      bool // this attempt is a retry paid from the budget
 	rekeyNext bool // the next attempt, if made, carries a new key
 
-	tracer *tracer   // writes only
-	vals   [2]string // backing of the header values the call adds
+	tracer *tracer                // what the wire saw, pooled with the call
+	trace  *httptrace.ClientTrace // the call's, reporting to tracer; writes only
 
 	bo *backoff.ExponentialBackOff
 }
 
-var calls = sync.Pool{New: func() any { return new(call) }}
+// Calls are pooled: nothing a call returns refers to it. Its tracer goes with
+// it (see [tracer] for why that is safe).
+var calls = sync.Pool{New: func() any { return &call{tracer: newTracer()} }}
 
-// release returns the call to the pool unless the request it built still
-// refers to it: the values of the headers it added live in c.vals.
+func getCall(t *Transport, req *http.Request) *call {
+	c := calls.Get().(*call)
+	tr := c.tracer
+	*c = call{t: t, req: req, ctx: req.Context(), tracer: tr}
+	return c
+}
+
 func (c *call) release() {
-	if c.header == nil {
-		*c = call{}
-		calls.Put(c)
+	if c.trace != nil {
+		c.trace.GetConn, c.trace.GotConn = nil, nil
 	}
+	c.req, c.ctx, c.header, c.buf, c.first, c.trace, c.bo = nil, nil, nil, nil, nil, nil, nil
+	c.limits, c.key = nil, ""
+	calls.Put(c)
 }
 
 // RoundTrip sends req, retrying as the policy allows. See [Transport].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var c *call
-	if write := !safeMethod(req.Method); write {
-		// A write usually gets a header, whose values live in the call: it
-		// cannot go back to the pool, so do not take it from there.
-		c = &call{t: t, req: req, ctx: req.Context(), write: true}
-	} else {
-		c = calls.Get().(*call)
-		*c = call{t: t, req: req, ctx: req.Context()}
-		defer c.release()
-	}
+	c := getCall(t, req)
+	defer c.release()
+	c.write = !safeMethod(req.Method)
 	if err := c.ctx.Err(); err != nil {
 		closeBody(req)
 		return nil, c.fail(ClassCanceled, err)
@@ -142,12 +144,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.scope, c.limits = t.scopeFor(req)
 	if c.write {
 		// What happened on the wire tells a request that never left from
-		// one whose outcome is unknown. An *http.Transport always reports
-		// writing the headers; another base proves it reports anything
-		// when it asks for a connection.
-		c.tracer = newTracer(c.ctx)
-		defer c.tracer.release()
-		c.ctx = httptrace.WithClientTrace(c.ctx, &c.tracer.trace)
+		// one whose outcome is unknown (see tracer).
+		c.ctx, c.trace = c.tracer.attach(c.ctx)
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
 	// the answer if that attempt is not made.
@@ -202,9 +200,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c.attempts == 1 {
 			t.budget.earn()
 		}
-		if c.tracer != nil {
-			c.tracer.flags.Store(0)
-		}
+		c.tracer.flags.Store(0)
 		resp, err := t.base.RoundTrip(areq)
 		if err != nil && resp != nil {
 			resp.Body.Close()
@@ -393,13 +389,7 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 	if resp.Request == nil {
 		return resp
 	}
-	// The returned request carries the caller's context: the attempt's
-	// context holds the call's pooled tracer, which goes back to the pool.
-	ctx := c.req.Context()
 	if class == ClassSuccess {
-		if c.write {
-			resp.Request = resp.Request.WithContext(ctx)
-		}
 		return resp
 	}
 	{
@@ -414,7 +404,7 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 		if c.t.rules[class].OutcomeUnknown && c.key != "" {
 			o.unknown = true
 		}
-		resp.Request = resp.Request.WithContext(context.WithValue(ctx, outcomeKey{}, o))
+		resp.Request = resp.Request.WithContext(context.WithValue(c.req.Context(), outcomeKey{}, o))
 	}
 	return resp
 }
