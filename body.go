@@ -304,6 +304,7 @@ func (c *call) prepareBody() error {
 		}
 		limit = defaultMaxBufferedBody
 	}
+	c.waited = true // reading the body takes time
 	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil {
 		req.Body.Close()

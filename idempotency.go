@@ -3,11 +3,11 @@ package payretry
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	mrand "math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -62,18 +62,16 @@ func (b *keyBatch) fill() {
 	clear(seed[:])
 	var raw [keysPerBatch * 16]byte
 	stream.Read(raw[:])
-	var sb strings.Builder
-	sb.Grow(keysPerBatch * keyLen)
-	var text [keyLen]byte
+	var text [keysPerBatch * keyLen]byte
 	for i := range keysPerBatch {
 		u := (*uuid.UUID)(raw[i*16 : (i+1)*16])
 		u[6] = u[6]&0x0f | 0x40 // version 4
 		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-		encodeUUID(&text, u)
-		sb.Write(text[:])
+		encodeUUID((*[keyLen]byte)(text[i*keyLen:]), u)
 	}
 	clear(raw[:])
-	all := sb.String()
+	all := string(text[:])
+	clear(text[:])
 	b.vals = make([]string, keysPerBatch)
 	for i := range b.vals {
 		b.vals[i] = all[i*keyLen : (i+1)*keyLen]
@@ -83,16 +81,15 @@ func (b *keyBatch) fill() {
 
 // encodeUUID writes u in its canonical lower-case text form.
 func encodeUUID(dst *[keyLen]byte, u *uuid.UUID) {
-	const digits = "0123456789abcdef"
-	j := 0
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst[j] = '-'
-			j++
-		}
-		dst[j], dst[j+1] = digits[c>>4], digits[c&0x0f]
-		j += 2
-	}
+	hex.Encode(dst[0:8], u[0:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], u[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], u[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], u[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:36], u[10:16])
 }
 
 // safeMethod reports whether a method is safe to send twice without a key:

@@ -99,6 +99,7 @@ type call struct {
 	attempts  int
 	refreshed bool
 	paid      bool // this attempt is a retry paid from the budget
+	waited    bool // time passed before the first attempt: a limiter's hold, a body read
 	rekeyNext bool // the next attempt, if made, carries a new key
 
 	tracer *tracer                // what the wire saw, pooled with the call
@@ -327,7 +328,10 @@ func (c *call) newRequest() (r *http.Request, stop func() bool, cancel context.C
 	// otherwise bounded by the request's context alone.
 	p := &c.t.p
 	if p.AttemptTimeout > 0 || c.attempts > 1 {
-		timeout := p.MaxElapsedTime - c.t.now().Sub(c.start)
+		timeout := p.MaxElapsedTime
+		if c.attempts > 1 || c.waited {
+			timeout -= c.t.now().Sub(c.start)
+		}
 		if at := p.AttemptTimeout; at > 0 && at < timeout {
 			timeout = at
 		}

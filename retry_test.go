@@ -287,6 +287,26 @@ func TestMaxElapsedTimeBoundsTheFirstAttemptWithAttemptTimeout(t *testing.T) {
 	assert.ErrorIs(t, err, ErrAttemptTimeout)
 }
 
+// A hold before the first attempt counts against MaxElapsedTime: the
+// attempt gets what is left of it.
+func TestMaxElapsedTimeCountsAHoldBeforeTheFirstAttempt(t *testing.T) {
+	s := newScript(t, status(429, "", "Retry-After", "1"), stall)
+	p := keyed()
+	p.MaxAttempts, p.AttemptTimeout, p.MaxElapsedTime = 1, 10*time.Second, 1500*time.Millisecond
+	tr, clk := newTestTransport(t, nil, p)
+	resp, err := post(t, tr, s.URL, `{}`)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader(`{}`)) // replayable: nothing to read first
+	_, err = tr.RoundTrip(req)                                                 // held 1 s on the fake clock, then stalled
+	elapsed := time.Since(start)
+	assert.ErrorIs(t, err, ErrAttemptTimeout)
+	assert.Equal(t, []time.Duration{time.Second}, clk.Waits())
+	assert.Less(t, elapsed, 1200*time.Millisecond, "the attempt had 0.5 s left, not 1.5 s")
+}
+
 // closedAddr returns a loopback address where nothing listens.
 func closedAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -425,6 +425,7 @@ func (c *call) throttle() (outage bool, err error) {
 		if serr := t.sleep(ctx, d); serr != nil {
 			return outage, c.fail(ClassCanceled, serr)
 		}
+		c.waited = true
 		now = t.now()
 	}
 }
