@@ -40,6 +40,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/payretry/payretry"
+	"github.com/payretry/payretry/examples/internal/demo"
 	"github.com/payretry/payretry/payretrytest"
 )
 
@@ -592,23 +593,7 @@ func reconcile(l *lane, t tally) bool {
 func lookup(l *lane, ref string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.srv.StatusURL(ref), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := l.http.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return true, nil
-	case http.StatusNotFound:
-		return false, nil
-	}
-	return false, payretry.CheckResponse(resp)
+	return demo.Lookup(ctx, l.http, l.srv.StatusURL(ref), nil)
 }
 
 func round(d time.Duration) time.Duration {

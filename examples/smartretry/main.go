@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/payretry/payretry"
+	"github.com/payretry/payretry/examples/internal/demo"
 	"github.com/payretry/payretry/payretrytest"
 )
 
@@ -44,6 +44,7 @@ func main() {
 	var verbose atomic.Bool
 	verbose.Store(true)
 	var attempts atomic.Int64
+	logAttempt := demo.LogAttempts()
 	policy.OnAttempt = func(a payretry.Attempt) { // optional: show or count every attempt
 		attempts.Add(1)
 		if verbose.Load() {
@@ -110,6 +111,9 @@ func main() {
 		healthy.Stats().RateLimited, len(healthy.Ledger()), healthy.Duplicates())
 }
 
+// apiKey is the example's SmartRetry API key, sent on every request.
+const apiKey = "sk_test_example"
+
 // sale makes one sale and returns SmartRetry's transaction id, or an error:
 // a *payretry.Error whether or not a response came back.
 func sale(client *http.Client, baseURL, ref string, cents int, timeout time.Duration) (string, error) {
@@ -121,7 +125,7 @@ func sale(client *http.Client, baseURL, ref string, cents int, timeout time.Dura
 		log.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json") // payretry adds the Idempotency-Key
-	req.Header.Set("X-Api-Key", "sk_test_example")     // SmartRetry's limits are per API key
+	req.Header.Set("X-Api-Key", apiKey)                // SmartRetry's limits are per API key
 
 	resp, err := client.Do(req)
 	if err != nil {
@@ -143,17 +147,11 @@ func report(client *http.Client, baseURL, ref string, err error) {
 	switch {
 	case errors.As(err, &perr) && perr.OutcomeUnknown:
 		// The sale may have executed (a time-out, or a 409 for a key in
-		// use): never send it again blindly. Ask.
+		// use): never send it again blindly. Ask SmartRetry's
+		// status lookup, by reference.
 		fmt.Printf("  -> outcome unknown (%v); reconcile key %s\n", perr.Class, perr.IdempotencyKey)
-		executed, lerr := lookup(client, baseURL, ref)
-		switch {
-		case lerr != nil:
-			fmt.Printf("  -> lookup failed (%v): keep it for later reconciliation\n", lerr)
-		case executed:
-			fmt.Println("  -> reconciled: it executed; do not charge again")
-		default:
-			fmt.Println("  -> reconciled: not executed; safe to charge again")
-		}
+		statusURL := baseURL + payretrytest.StatusPath(payretrytest.SmartRetry, ref)
+		demo.Reconcile(client, statusURL, http.Header{"X-Api-Key": {apiKey}})
 	case errors.As(err, &perr):
 		// A definitive answer: the sale did not execute. perr.Code is
 		// SmartRetry's reason_code.
@@ -161,59 +159,4 @@ func report(client *http.Client, baseURL, ref string, err error) {
 	default:
 		fmt.Printf("  -> failed: %v\n", err)
 	}
-}
-
-// lookup asks SmartRetry whether the sale with this reference exists.
-func lookup(client *http.Client, baseURL, ref string) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+payretrytest.StatusPath(payretrytest.SmartRetry, ref), nil)
-	if err != nil {
-		return false, err
-	}
-	req.Header.Set("X-Api-Key", "sk_test_example")
-	resp, err := client.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return true, nil
-	case http.StatusNotFound:
-		return false, nil
-	}
-	return false, payretry.CheckResponse(resp)
-}
-
-var lastKey string // the sequential part makes one sale at a time
-
-// logAttempt prints an attempt of a call that did not succeed at once: its
-// outcome, its key (new or the same as the previous attempt's) and what
-// comes next.
-func logAttempt(a payretry.Attempt) {
-	key := ""
-	if a.Number > 1 {
-		key = " (new key)"
-		if a.IdempotencyKey == lastKey {
-			key = " (same key)"
-		}
-	}
-	lastKey = a.IdempotencyKey
-	if a.Class == payretry.ClassSuccess && a.Number == 1 {
-		return
-	}
-	what := fmt.Sprintf("%v %d %s", a.Class, a.StatusCode, a.Code)
-	if a.StatusCode == 0 {
-		what = fmt.Sprintf("%v (no response)", a.Class)
-	}
-	next := "done"
-	switch {
-	case a.Retry:
-		next = fmt.Sprintf("retry in %v (%v)", a.Wait.Round(time.Millisecond), a.WaitSource)
-	case a.Reason != "":
-		next = "no retry: " + a.Reason
-	}
-	fmt.Printf("    attempt %d: %s, key %.8s…%s; %s\n", a.Number, strings.TrimSpace(what), a.IdempotencyKey, key, next)
 }

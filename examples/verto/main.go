@@ -14,13 +14,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/payretry/payretry"
+	"github.com/payretry/payretry/examples/internal/demo"
 	"github.com/payretry/payretry/payretrytest"
 )
 
@@ -42,7 +42,7 @@ func main() {
 	rule := policy.Rules[payretry.ClassServerError]
 	rule.MinWait, rule.MaxWait = 500*time.Millisecond, time.Second
 	policy.Rules[payretry.ClassServerError] = rule
-	policy.OnAttempt = logAttempt // optional: show every attempt
+	policy.OnAttempt = demo.LogAttempts() // optional: show every attempt
 	transport, err := payretry.NewTransport(nil, policy)
 	if err != nil {
 		log.Fatal(err)
@@ -90,17 +90,10 @@ func payout(client *http.Client, baseURL, ref string, amount int, timeout time.D
 	var perr *payretry.Error
 	switch {
 	case errors.As(err, &perr) && perr.OutcomeUnknown:
-		// The payout may have executed: never send it again blindly. Ask.
+		// The payout may have executed: never send it again blindly. Ask
+		// Verto's status lookup, by reference.
 		fmt.Printf("  -> outcome unknown (%v); reconcile key %s\n", perr.Class, perr.IdempotencyKey)
-		executed, lerr := lookup(client, baseURL, ref)
-		switch {
-		case lerr != nil:
-			fmt.Printf("  -> lookup failed (%v): keep it for later reconciliation\n", lerr)
-		case executed:
-			fmt.Println("  -> reconciled: it executed; do not pay again")
-		default:
-			fmt.Println("  -> reconciled: not executed; safe to pay again")
-		}
+		demo.Reconcile(client, baseURL+payretrytest.StatusPath(payretrytest.Verto, ref), nil)
 	case errors.As(err, &perr):
 		// A definitive answer: the payout did not execute. perr.Code is
 		// Verto's errorCode (RFI_REQUIRED, INSUFFICIENT_FUNDS, ...).
@@ -108,29 +101,6 @@ func payout(client *http.Client, baseURL, ref string, amount int, timeout time.D
 	default:
 		fmt.Printf("  -> failed: %v\n", err)
 	}
-}
-
-// lookup asks Verto whether the payout with this reference exists.
-func lookup(client *http.Client, baseURL, ref string) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+payretrytest.StatusPath(payretrytest.Verto, ref), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return true, nil
-	case http.StatusNotFound:
-		return false, nil
-	}
-	return false, payretry.CheckResponse(resp)
 }
 
 // correlationIDs counts the distinct Vfx-Correlation-Id values the simulator
@@ -141,35 +111,4 @@ func correlationIDs(attempts []payretrytest.Attempt) int {
 		seen[a.CorrelationID] = true
 	}
 	return len(seen)
-}
-
-var lastKey string // the example pays one payout at a time
-
-// logAttempt prints an attempt of a call that did not succeed at once: its
-// outcome, its key (new or the same as the previous attempt's) and what
-// comes next.
-func logAttempt(a payretry.Attempt) {
-	key := ""
-	if a.Number > 1 {
-		key = " (new key)"
-		if a.IdempotencyKey == lastKey {
-			key = " (same key)"
-		}
-	}
-	lastKey = a.IdempotencyKey
-	if a.Class == payretry.ClassSuccess && a.Number == 1 {
-		return
-	}
-	what := fmt.Sprintf("%v %d %s", a.Class, a.StatusCode, a.Code)
-	if a.StatusCode == 0 {
-		what = fmt.Sprintf("%v (no response)", a.Class)
-	}
-	next := "done"
-	switch {
-	case a.Retry:
-		next = fmt.Sprintf("retry in %v (%v)", a.Wait.Round(time.Millisecond), a.WaitSource)
-	case a.Reason != "":
-		next = "no retry: " + a.Reason
-	}
-	fmt.Printf("    attempt %d: %s, key %.8s…%s; %s\n", a.Number, strings.TrimSpace(what), a.IdempotencyKey, key, next)
 }
