@@ -68,7 +68,7 @@ type Signal struct {
 	Limit     int       // requests allowed in the current window; -1 if not said
 	Remaining int       // requests left in the current window; -1 if not said
 	Reset     time.Time // when the window resets; zero if not said
-	RetryAt   time.Time // a Retry-After: send nothing in scope before it; zero if none
+	RetryAt   time.Time // a Retry-After on an error status: send nothing in scope before it; zero if none
 	Throttled bool      // the response was a 429
 	Failed    bool      // the provider failed (5xx, time-out, network): outage detection
 	OK        bool      // the provider answered normally (any other response)

@@ -64,7 +64,10 @@ type Limiter interface {
 	// WaitOutage (the provider is failing and a probe is under way). A zero
 	// duration with WaitOutage makes the caller the probe.
 	Take(ctx context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error)
-	// Observe records what one response (or failure) said for scope.
+	// Observe records what one response (or failure) said for scope. The
+	// Transport leaves RetryAt zero for a 2xx or 3xx response: there a
+	// Retry-After is a polling or redirect delay (RFC 9110 §10.2.3), not a
+	// sign that the quota is spent.
 	Observe(ctx context.Context, scope string, now time.Time, s Signal) error
 }
 
