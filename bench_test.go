@@ -51,6 +51,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 					body = strings.NewReader(payload)
 				}
 				req, _ := http.NewRequest(c.method, "http://127.0.0.1/v1/payments/sale", body)
+				req.Header.Set("Authorization", "Bearer sk_test_bench")
+				if body != nil {
+					req.Header.Set("Content-Type", "application/json")
+				}
 				resp, err := rt.RoundTrip(req)
 				if err != nil {
 					b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	mrand "math/rand/v2"
 	"net/http"
 	"slices"
@@ -208,9 +209,10 @@ func (c *call) prepareHeaders() {
 	if n == 0 {
 		return
 	}
-	hdr := make(http.Header, len(c.req.Header)+n)
-	for k, v := range c.req.Header {
-		hdr[k] = v // values are shared, never modified
+	// A copy of the caller's map; the values are shared, never modified.
+	hdr := maps.Clone(c.req.Header)
+	if hdr == nil {
+		hdr = make(http.Header, n)
 	}
 	for _, h := range add[:n] {
 		hdr[h.name] = h.val // names are canonical

@@ -93,7 +93,7 @@ type Policy struct {
 
 	// Limits are client-side limits per endpoint class, enforced with token
 	// buckets before a request is sent (SmartRetry declares its documented
-	// table). nil means none.
+	// table). nil means none; at most 64.
 	Limits []Limit
 	// Limiter holds the pacing state: holds from the provider's rate-limit
 	// signals, the Limits' buckets, the adaptive rate and outage detection.
@@ -172,6 +172,7 @@ const (
 	defaultBudgetRatio     = 0.2
 	defaultBudgetBurst     = 10
 	numClasses             = int(ClassOther) + 1
+	maxLimits              = 64 // a bit each in a mask
 )
 
 // withDefaults returns a copy of p with zero fields set to their defaults and
@@ -211,6 +212,9 @@ func (p Policy) withDefaults() (Policy, error) {
 		return bad("RetryBudgetBurst", "must not be negative")
 	case p.BreakerCoolDown < 0:
 		return bad("BreakerCoolDown", "must not be negative")
+	}
+	if len(p.Limits) > maxLimits {
+		return bad("Limits", fmt.Sprintf("has %d limits; at most %d", len(p.Limits), maxLimits))
 	}
 	for i, l := range p.Limits {
 		field := fmt.Sprintf("Limits[%d]", i)

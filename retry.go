@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -33,7 +34,10 @@ type Transport struct {
 	p      Policy
 	rules  [numClasses]Rule
 	scopes []string // limiter scope of each of p.Limits
-	budget *retryBudget
+	// limitSets[mask] is the set of p.Limits whose bits are in mask, made
+	// on first use; nil when the policy has too many limits to keep them.
+	limitSets []atomic.Pointer[[]Limit]
+	budget    *retryBudget
 
 	// Seams for tests; never nil.
 	now   func() time.Time
@@ -59,6 +63,9 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	}
 	for _, l := range p.Limits {
 		t.scopes = append(t.scopes, p.Name+"/"+l.Name)
+	}
+	if n := len(p.Limits); n > 0 && n <= maxCachedLimits {
+		t.limitSets = make([]atomic.Pointer[[]Limit], 1<<n)
 	}
 	return t, nil
 }

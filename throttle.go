@@ -54,7 +54,8 @@ func (l *Limit) specific() bool { return len(l.Methods) > 0 || len(l.Paths) > 0 
 //
 // Implementations must be safe for concurrent use. Scopes are strings such as
 // "smartretry/payment"; limits are the client-side limits that apply to the
-// request, keyed by their Name within the provider.
+// request, keyed by their Name within the provider. Calls share the slice of
+// limits: an implementation must not modify it.
 type Limiter interface {
 	// Take asks to send one request in scope at now. A zero duration means
 	// the request may go and its place has been taken. Otherwise nothing is
@@ -376,18 +377,46 @@ func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
 		return t.p.Name, nil
 	}
 	scope := t.p.Name
-	var limits []Limit
+	var mask uint64
 	for i := range t.p.Limits {
 		l := &t.p.Limits[i]
 		if !l.matches(r) {
 			continue
 		}
-		limits = append(limits, *l)
+		mask |= 1 << i
 		if scope == t.p.Name && l.specific() {
 			scope = t.scopes[i]
 		}
 	}
-	return scope, limits
+	return scope, t.limitSet(mask)
+}
+
+// maxCachedLimits bounds the policies whose sets of limits are made once:
+// a set per subset of at most this many limits.
+const maxCachedLimits = 8
+
+// limitSet returns the limits whose bits are set in mask. Sets are made once
+// and shared by the calls that match them, when the policy has few enough
+// limits to keep a set per subset.
+func (t *Transport) limitSet(mask uint64) []Limit {
+	if mask == 0 {
+		return nil
+	}
+	if len(t.limitSets) > 0 {
+		if set := t.limitSets[mask].Load(); set != nil {
+			return *set
+		}
+	}
+	var set []Limit
+	for i := range t.p.Limits {
+		if mask&(1<<i) != 0 {
+			set = append(set, t.p.Limits[i])
+		}
+	}
+	if len(t.limitSets) > 0 {
+		t.limitSets[mask].Store(&set)
+	}
+	return set
 }
 
 // throttle waits until the limiter lets the next attempt go. outage reports

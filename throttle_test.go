@@ -3,6 +3,7 @@ package payretry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
@@ -135,6 +136,36 @@ func TestSmartRetryLimitsMatchTheDocumentedTable(t *testing.T) {
 		}
 		assert.Equal(t, c.rates, rates, c.path)
 	}
+}
+
+// Sets of limits are made once per transport and shared: matching a request
+// allocates nothing. A policy with more limits than are cached gets the same
+// sets, made per call.
+func TestLimitSetsAreShared(t *testing.T) {
+	tr, err := NewTransport(nil, SmartRetry())
+	require.NoError(t, err)
+	req := httptestRequest(http.MethodPost, "/v1/payments/sale/ABC")
+	_, first := tr.scopeFor(req)
+	_, again := tr.scopeFor(req)
+	require.NotEmpty(t, first)
+	assert.Same(t, &first[0], &again[0])
+	assert.Zero(t, testing.AllocsPerRun(100, func() { tr.scopeFor(req) }))
+
+	var many []Limit
+	for i := range maxCachedLimits + 2 {
+		many = append(many, Limit{Name: fmt.Sprintf("l%d", i), Paths: []string{fmt.Sprintf("/p%d/", i)}, Rate: float64(i + 1)})
+	}
+	many = append(many, Limit{Name: "all", Rate: 1000})
+	big, err := NewTransport(nil, Policy{Name: "big", Limits: many})
+	require.NoError(t, err)
+	scope, limits := big.scopeFor(httptestRequest(http.MethodGet, "/p9/x"))
+	assert.Equal(t, "big/l9", scope)
+	require.Len(t, limits, 2)
+	assert.Equal(t, []float64{10, 1000}, []float64{limits[0].Rate, limits[1].Rate})
+
+	_, err = NewTransport(nil, Policy{Name: "huge", Limits: make([]Limit, maxLimits+1)})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "at most 64")
 }
 
 func TestRetryBudget(t *testing.T) {
