@@ -92,7 +92,7 @@ const (
 // NewLimiter returns the in-process [Limiter]. Share one between Transports
 // that call the same provider account so that they pace together.
 func NewLimiter() Limiter {
-	return &localLimiter{buckets: map[string]*rate.Limiter{}}
+	return &localLimiter{}
 }
 
 type localLimiter struct {
@@ -101,8 +101,7 @@ type localLimiter struct {
 	// and this spares the map on every call.
 	first atomic.Pointer[namedScope]
 
-	mu      sync.Mutex               // guards buckets
-	buckets map[string]*rate.Limiter // scope provider + limit name
+	buckets sync.Map // provider -> *sync.Map of limit name -> *rate.Limiter
 }
 
 // scopeState is the pacing state of one scope.
@@ -192,19 +191,21 @@ func (sig *Signal) plain() bool {
 }
 
 func (l *localLimiter) bucket(scope string, lim *Limit) *rate.Limiter {
-	key := scopeProvider(scope) + "\x00" + lim.Name
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		burst := lim.Burst
-		if burst <= 0 {
-			burst = max(1, int(lim.Rate/10))
-		}
-		b = rate.NewLimiter(rate.Limit(lim.Rate), burst)
-		l.buckets[key] = b
+	provider := scopeProvider(scope)
+	v, ok := l.buckets.Load(provider)
+	if !ok {
+		v, _ = l.buckets.LoadOrStore(provider, new(sync.Map))
 	}
-	return b
+	named := v.(*sync.Map)
+	if b, ok := named.Load(lim.Name); ok {
+		return b.(*rate.Limiter)
+	}
+	burst := lim.Burst
+	if burst <= 0 {
+		burst = max(1, int(lim.Rate/10))
+	}
+	b, _ := named.LoadOrStore(lim.Name, rate.NewLimiter(rate.Limit(lim.Rate), burst))
+	return b.(*rate.Limiter)
 }
 
 func scopeProvider(scope string) string {
@@ -248,30 +249,17 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 	}
 	// Token buckets: the adaptive rate, then the declared limits; all or
 	// nothing.
-	var rs [4]*rate.Reservation
-	res := rs[:0]
-	var wait time.Duration
-	take := func(b *rate.Limiter) {
-		r := b.ReserveN(now, 1)
-		res = append(res, r)
-		if !r.OK() {
-			wait = max(wait, time.Second)
-		} else {
-			wait = max(wait, r.DelayFrom(now))
-		}
-	}
+	var bs [8]*rate.Limiter
+	buckets := bs[:0]
 	if s.adaptive != nil {
-		take(s.adaptive)
+		buckets = append(buckets, s.adaptive)
 	}
 	for i := range limits {
 		if limits[i].Rate > 0 {
-			take(l.bucket(scope, &limits[i]))
+			buckets = append(buckets, l.bucket(scope, &limits[i]))
 		}
 	}
-	if wait > 0 {
-		for _, r := range res {
-			r.CancelAt(now)
-		}
+	if wait := takeAll(buckets, now); wait > 0 {
 		return wait, WaitRateLimit, nil
 	}
 	s.sent++
@@ -281,6 +269,51 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		return 0, WaitOutage, nil
 	}
 	return 0, WaitNone, nil
+}
+
+// takeAll takes a token from every bucket at now, or none of them and
+// returns the wait until each would have one.
+func takeAll(buckets []*rate.Limiter, now time.Time) time.Duration {
+	ready := true
+	for _, b := range buckets {
+		if b.TokensAt(now) < 1 {
+			ready = false
+			break
+		}
+	}
+	if ready {
+		// The common case, without reservations, which allocate.
+		taken := 0
+		for _, b := range buckets {
+			if !b.AllowN(now, 1) {
+				break // another call took the last token meanwhile
+			}
+			taken++
+		}
+		if taken == len(buckets) {
+			return 0
+		}
+		// The tokens taken are spent: the buckets err toward sending
+		// less. Reserve the lot as below.
+	}
+	var rs [8]*rate.Reservation
+	res := rs[:0]
+	var wait time.Duration
+	for _, b := range buckets {
+		r := b.ReserveN(now, 1)
+		res = append(res, r)
+		if !r.OK() {
+			wait = max(wait, time.Second)
+		} else {
+			wait = max(wait, r.DelayFrom(now))
+		}
+	}
+	if wait > 0 {
+		for _, r := range res {
+			r.CancelAt(now)
+		}
+	}
+	return wait
 }
 
 // Observe implements [Limiter].

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 func getOnce(t *testing.T, tr *Transport, url string) (*http.Response, error) {
@@ -166,6 +167,24 @@ func TestLimitSetsAreShared(t *testing.T) {
 	_, err = NewTransport(nil, Policy{Name: "huge", Limits: make([]Limit, maxLimits+1)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "at most 64")
+}
+
+// takeAll takes from every bucket or from none.
+func TestTakeAllIsAllOrNothing(t *testing.T) {
+	now := t0
+	a := rate.NewLimiter(10, 2)
+	b := rate.NewLimiter(1, 1)
+	assert.Zero(t, takeAll([]*rate.Limiter{a, b}, now))
+	assert.InDelta(t, 1, a.TokensAt(now), 1e-9)
+	assert.InDelta(t, 0, b.TokensAt(now), 1e-9)
+
+	wait := takeAll([]*rate.Limiter{a, b}, now) // b is empty for a second
+	assert.Equal(t, time.Second, wait)
+	assert.InDelta(t, 1, a.TokensAt(now), 1e-9, "a gave nothing while b made the request wait")
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		now = now.Add(time.Second)
+		takeAll([]*rate.Limiter{a, b}, now)
+	}))
 }
 
 func TestRetryBudget(t *testing.T) {
