@@ -861,19 +861,22 @@ func TestSmartRetry_429WaitsRetryAfter(t *testing.T) {
 // seed 004_ca1457097c2eedaa.txt, Retry decision matrix: "500 Yes", "502 Yes",
 // "503 Yes", "504 Yes"; 501 is not in it: not retried.
 func TestSmartRetry_500_502_503_504RetriedNot501(t *testing.T) {
-	for _, code := range []int{500, 502, 503, 504, 501} {
-		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			pv := newPV(t, SmartRetry(), status(code, ""), status(200, ""))
+	for _, tc := range []struct {
+		status, want, attempts int
+		waits                  []time.Duration
+	}{
+		{500, 200, 2, []time.Duration{time.Second}},
+		{502, 200, 2, []time.Duration{time.Second}},
+		{503, 200, 2, []time.Duration{time.Second}},
+		{504, 200, 2, []time.Duration{time.Second}},
+		{501, 501, 1, nil},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			pv := newPV(t, SmartRetry(), status(tc.status, ""), status(200, ""))
 			resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
-			if code == 501 {
-				assert.Equal(t, 501, resp.StatusCode)
-				assert.Len(t, pv.Requests(), 1, "attempts")
-				pv.waited()
-				return
-			}
-			assert.Equal(t, 200, resp.StatusCode)
-			pvSame(t, pv.keys(), 2)
-			pv.waited(time.Second)
+			assert.Equal(t, tc.want, resp.StatusCode)
+			pvSame(t, pv.keys(), tc.attempts)
+			pv.waited(tc.waits...)
 		})
 	}
 }
