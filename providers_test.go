@@ -21,9 +21,55 @@ import (
 // pvAttemptTimeout is the real time-out of an attempt in the time-out tests.
 const pvAttemptTimeout = 100 * time.Millisecond
 
-// pvSend sends one logical call through tr: method, url, body ("" = none) and
-// header pairs. The body has a GetBody (strings.NewReader).
-func pvSend(t *testing.T, tr http.RoundTripper, method, url, body string, kv ...string) (*http.Response, error) {
+// pvSale is the SmartRetry endpoint of the document's examples.
+const pvSale = "/v1/payments/sale/ABC123"
+
+// pvEnv is a loopback script server and, in front of it, a preset's transport
+// on the fake clock, with what the transport reported to the policy's hooks.
+type pvEnv struct {
+	*script
+	t         *testing.T
+	tr        *Transport
+	clk       *fakeClock
+	attempts  []Attempt // as Policy.OnAttempt received them
+	refreshes int       // calls of Policy.RefreshAuth
+}
+
+// newPV starts a script server that answers with handlers, and a transport
+// for p that records every Attempt and counts the calls of p.RefreshAuth.
+func newPV(t *testing.T, p Policy, handlers ...http.HandlerFunc) *pvEnv {
+	t.Helper()
+	pv := &pvEnv{script: newScript(t, handlers...), t: t}
+	p.OnAttempt = func(a Attempt) { pv.attempts = append(pv.attempts, a) }
+	if refresh := p.RefreshAuth; refresh != nil {
+		p.RefreshAuth = func(r *http.Request) error {
+			pv.refreshes++
+			return refresh(r)
+		}
+	}
+	pv.tr, pv.clk = newTestTransport(t, nil, p)
+	return pv
+}
+
+// pvWithRefresh returns p with a RefreshAuth that sets a new bearer token.
+func pvWithRefresh(p Policy) Policy {
+	p.RefreshAuth = func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer new-token")
+		return nil
+	}
+	return p
+}
+
+// pvWithTimeout returns p with an AttemptTimeout of pvAttemptTimeout, for the
+// tests in which the server stalls.
+func pvWithTimeout(p Policy) Policy {
+	p.AttemptTimeout = pvAttemptTimeout
+	return p
+}
+
+// pvRequest returns a request: method, url, body ("" = none) and header
+// pairs. The body has a GetBody (strings.NewReader).
+func pvRequest(t *testing.T, method, url, body string, kv ...string) *http.Request {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -37,11 +83,102 @@ func pvSend(t *testing.T, tr http.RoundTripper, method, url, body string, kv ...
 	for i := 0; i+1 < len(kv); i += 2 {
 		req.Header.Set(kv[i], kv[i+1])
 	}
-	resp, err := tr.RoundTrip(req)
+	return req
+}
+
+// do sends req through the transport as one logical call and requires a
+// response.
+func (pv *pvEnv) do(req *http.Request) *http.Response {
+	pv.t.Helper()
+	resp, err := pv.tr.RoundTrip(req)
 	if resp != nil {
-		t.Cleanup(func() { resp.Body.Close() })
+		pv.t.Cleanup(func() { resp.Body.Close() })
 	}
-	return resp, err
+	require.NoError(pv.t, err)
+	return resp
+}
+
+// send sends one logical call to path on the script server; see pvRequest.
+func (pv *pvEnv) send(method, path, body string, kv ...string) *http.Response {
+	pv.t.Helper()
+	return pv.do(pvRequest(pv.t, method, pv.URL+path, body, kv...))
+}
+
+// post sends a JSON body without GetBody (helpers' post), so that the
+// transport buffers it to replay it, as KeyStone's tests want.
+func (pv *pvEnv) post(path, body string) *http.Response {
+	pv.t.Helper()
+	resp, err := post(pv.t, pv.tr, pv.URL+path, body)
+	require.NoError(pv.t, err)
+	return resp
+}
+
+// keys returns the Idempotency-Key header of every request received.
+func (pv *pvEnv) keys() []string {
+	return pv.headers("Idempotency-Key")
+}
+
+// bodyKeys returns the idempotency_key field of every request's body.
+func (pv *pvEnv) bodyKeys() []string {
+	pv.t.Helper()
+	var keys []string
+	for _, r := range pv.Requests() {
+		keys = append(keys, pvKeyField(pv.t, r.Body))
+	}
+	return keys
+}
+
+// bodies asserts that every request carried exactly body.
+func (pv *pvEnv) bodies(body string) {
+	pv.t.Helper()
+	for i, r := range pv.Requests() {
+		assert.Equal(pv.t, body, string(r.Body), "body of attempt %d", i+1)
+	}
+}
+
+// waited asserts the waits the fake clock recorded, in order: none when ds
+// is empty.
+func (pv *pvEnv) waited(ds ...time.Duration) {
+	pv.t.Helper()
+	if len(ds) == 0 {
+		assert.Empty(pv.t, pv.clk.Waits())
+		return
+	}
+	assert.Equal(pv.t, ds, pv.clk.Waits())
+}
+
+// notRetried asserts that the call made one attempt, waited for nothing and
+// did not call RefreshAuth.
+func (pv *pvEnv) notRetried() {
+	pv.t.Helper()
+	require.Len(pv.t, pv.Requests(), 1, "attempts")
+	assert.Zero(pv.t, pv.refreshes, "RefreshAuth called")
+	assert.Empty(pv.t, pv.clk.Waits())
+}
+
+// classes returns the class of every attempt.
+func (pv *pvEnv) classes() []Class {
+	var out []Class
+	for _, a := range pv.attempts {
+		out = append(out, a.Class)
+	}
+	return out
+}
+
+// waitSources returns the WaitSource of every attempt.
+func (pv *pvEnv) waitSources() []WaitSource {
+	var out []WaitSource
+	for _, a := range pv.attempts {
+		out = append(out, a.WaitSource)
+	}
+	return out
+}
+
+// last returns the last attempt reported.
+func (pv *pvEnv) last() Attempt {
+	pv.t.Helper()
+	require.NotEmpty(pv.t, pv.attempts, "no attempt reported")
+	return pv.attempts[len(pv.attempts)-1]
 }
 
 // pvUUID asserts that s is a random (version 4) UUID.
@@ -54,9 +191,10 @@ func pvUUID(t *testing.T, s string) {
 	}
 }
 
-// pvDistinct asserts that all keys are UUIDs and pairwise different.
-func pvDistinct(t *testing.T, keys []string) {
+// pvDistinct asserts that there are n keys, all UUIDs and pairwise different.
+func pvDistinct(t *testing.T, keys []string, n int) {
 	t.Helper()
+	require.Len(t, keys, n, "attempts")
 	seen := map[string]bool{}
 	for i, k := range keys {
 		pvUUID(t, k)
@@ -75,30 +213,12 @@ func pvSame(t *testing.T, keys []string, n int) {
 	}
 }
 
-// pvBodies asserts that every request carried exactly body.
-func pvBodies(t *testing.T, s *script, body string) {
-	t.Helper()
-	for i, r := range s.Requests() {
-		assert.Equal(t, body, string(r.Body), "body of attempt %d", i+1)
-	}
-}
-
 // pvCheck returns the *Error CheckResponse builds from resp.
 func pvCheck(t *testing.T, resp *http.Response) *Error {
 	t.Helper()
 	var e *Error
 	require.ErrorAs(t, CheckResponse(resp), &e)
 	return e
-}
-
-// pvRefresh returns a RefreshAuth hook that sets a new bearer token and
-// counts its calls.
-func pvRefresh(calls *int) func(*http.Request) error {
-	return func(r *http.Request) error {
-		*calls++
-		r.Header.Set("Authorization", "Bearer new-token")
-		return nil
-	}
 }
 
 // pvKeyField returns the "idempotency_key" string of a JSON body sent.
@@ -111,32 +231,20 @@ func pvKeyField(t *testing.T, body []byte) string {
 	return k
 }
 
-// pvBodyKeys returns the idempotency_key of every request's body.
-func pvBodyKeys(t *testing.T, s *script) []string {
-	t.Helper()
-	var keys []string
-	for _, r := range s.Requests() {
-		keys = append(keys, pvKeyField(t, r.Body))
-	}
-	return keys
-}
-
 // ---------------------------------------------------------------- ORZCash
 
 // seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
 // POST request"; "Idempotency-Key: A UUID key used to serve as request level
 // idempotency".
 func TestORZCash_PostGetsUUIDKeyHeader(t *testing.T) {
-	s := newScript(t, status(201, `{"id":"t1"}`))
-	tr, clk := newTestTransport(t, nil, ORZCash())
+	pv := newPV(t, ORZCash(), status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00","currency":"EUR"}`
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", body)
 	assert.Equal(t, 201, resp.StatusCode)
 	require.NoError(t, CheckResponse(resp))
 
-	reqs := s.Requests()
+	reqs := pv.Requests()
 	require.Len(t, reqs, 1)
 	key := reqs[0].Header.Get("Idempotency-Key")
 	pvUUID(t, key)
@@ -144,66 +252,56 @@ func TestORZCash_PostGetsUUIDKeyHeader(t *testing.T) {
 	assert.Equal(t, key, resp.Request.Header.Get("Idempotency-Key"))
 	assert.Equal(t, body, string(reqs[0].Body))
 	assert.Equal(t, "/transfers", reqs[0].Path)
-	assert.Empty(t, clk.Waits())
+	pv.waited()
 }
 
 // seed 000_44e1dbe989a58fef.txt: "When retrying requests, a new idempotency
 // key should be provided as all requests with the same idempotency key
 // returns the same result, including 500 requests." (5xx).
 func TestORZCash_NewKeyAfter5xx(t *testing.T) {
-	s := newScript(t, status(500, `{"code":"E500","message":"internal"}`), status(503, ""), status(201, `{"id":"t1"}`))
-	tr, clk := newTestTransport(t, nil, ORZCash())
+	pv := newPV(t, ORZCash(), status(500, `{"code":"E500","message":"internal"}`), status(503, ""), status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", body)
 	assert.Equal(t, 201, resp.StatusCode)
 	assert.Equal(t, `{"id":"t1"}`, readAll(t, resp))
 
-	keys := s.headers("Idempotency-Key")
-	require.Len(t, keys, 3, "attempts")
-	pvDistinct(t, keys)
+	keys := pv.keys()
+	pvDistinct(t, keys, 3)
 	assert.Equal(t, keys[2], resp.Request.Header.Get("Idempotency-Key"), "resp.Request shows the last key")
-	pvBodies(t, s, body)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+	pv.bodies(body)
+	pv.waited(500*time.Millisecond, time.Second)
 }
 
 // seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
 // following HTTP status codes should be retried ... 429 (Rate Limits)" and "a
 // new idempotency key should be provided".
 func TestORZCash_NewKeyAfter429(t *testing.T) {
-	s := newScript(t, status(429, `{"message":"slow down"}`), status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
-	tr, clk := newTestTransport(t, nil, ORZCash())
+	pv := newPV(t, ORZCash(), status(429, `{"message":"slow down"}`), status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", body)
 	assert.Equal(t, 201, resp.StatusCode)
 
-	keys := s.headers("Idempotency-Key")
-	require.Len(t, keys, 4, "attempts")
-	pvDistinct(t, keys)
+	keys := pv.keys()
+	pvDistinct(t, keys, 4)
 	assert.Equal(t, keys[3], resp.Request.Header.Get("Idempotency-Key"))
-	pvBodies(t, s, body)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+	pv.bodies(body)
+	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
 // seed 000_44e1dbe989a58fef.txt: "Retries should have an exponential backoff
 // and/or jitter." InitialInterval 500ms, ×2, jitter pinned at the middle;
 // MaxAttempts 4: the last 5xx is returned, with the key of the last attempt.
 func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
-	s := newScript(t, status(500, `{"code":"E500","message":"internal"}`), status(500, `{"code":"E500","message":"internal"}`),
-		status(500, `{"code":"E500","message":"internal"}`), status(502, `{"code":"E502","message":"bad gateway"}`),
-		status(201, ""))
-	tr, clk := newTestTransport(t, nil, ORZCash())
+	e500 := status(500, `{"code":"E500","message":"internal"}`)
+	pv := newPV(t, ORZCash(), e500, e500, e500, status(502, `{"code":"E502","message":"bad gateway"}`), status(201, ""))
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"1"}`)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", `{"amount":"1"}`)
 	assert.Equal(t, 502, resp.StatusCode)
-	keys := s.headers("Idempotency-Key")
-	require.Len(t, keys, 4, "MaxAttempts")
-	pvDistinct(t, keys)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+	keys := pv.keys()
+	pvDistinct(t, keys, 4) // MaxAttempts
+	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 
 	e := pvCheck(t, resp)
 	assert.Equal(t, "orzcash", e.Provider)
@@ -218,21 +316,15 @@ func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
 // and the action was not completed in the previous request, the subsequent
 // retry pushes the action to its completion": after a time-out, the SAME key.
 func TestORZCash_SameKeyAfterTimeout(t *testing.T) {
-	s := newScript(t, stall, stall, status(201, `{"id":"t1"}`))
-	p := ORZCash()
-	p.AttemptTimeout = pvAttemptTimeout
-	tr, clk := newTestTransport(t, nil, p)
-	var classes []Class
-	tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
+	pv := newPV(t, pvWithTimeout(ORZCash()), stall, stall, status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", body)
 	assert.Equal(t, 201, resp.StatusCode)
-	pvSame(t, s.headers("Idempotency-Key"), 3)
-	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, classes)
-	pvBodies(t, s, body)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+	pvSame(t, pv.keys(), 3)
+	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, pv.classes())
+	pv.bodies(body)
+	pv.waited(500*time.Millisecond, time.Second)
 }
 
 // seed 001_06ccf73c19d45813.txt ("the subsequent retry pushes the action to
@@ -240,18 +332,14 @@ func TestORZCash_SameKeyAfterTimeout(t *testing.T) {
 // key"): once an attempt timed out, the first request may have executed, so a
 // later 5xx or 429 must NOT rotate the key: it stays pinned.
 func TestORZCash_KeyPinnedAfterTimeout(t *testing.T) {
-	s := newScript(t, stall, status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
-	p := ORZCash()
-	p.AttemptTimeout = pvAttemptTimeout
-	tr, clk := newTestTransport(t, nil, p)
+	pv := newPV(t, pvWithTimeout(ORZCash()), stall, status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
 
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"10.00"}`)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/transfers", `{"amount":"10.00"}`)
 	assert.Equal(t, 201, resp.StatusCode)
-	keys := s.headers("Idempotency-Key")
+	keys := pv.keys()
 	pvSame(t, keys, 4)
 	assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
 // seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
@@ -260,22 +348,15 @@ func TestORZCash_KeyPinnedAfterTimeout(t *testing.T) {
 func TestORZCash_4xxNotRetried(t *testing.T) {
 	for _, code := range []int{400, 401, 403, 404, 409, 422} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			s := newScript(t, status(code, `{"code":"E`+strconv.Itoa(code)+`","message":"no"}`), status(201, ""))
-			p := ORZCash()
-			refreshes := 0
-			p.RefreshAuth = pvRefresh(&refreshes)
-			tr, clk := newTestTransport(t, nil, p)
+			pv := newPV(t, pvWithRefresh(ORZCash()), status(code, `{"code":"E`+strconv.Itoa(code)+`","message":"no"}`), status(201, ""))
 
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/transfers", `{"amount":"1"}`, "Authorization", "Bearer old")
-			require.NoError(t, err)
+			resp := pv.send(http.MethodPost, "/transfers", `{"amount":"1"}`, "Authorization", "Bearer old")
 			assert.Equal(t, code, resp.StatusCode)
-			require.Len(t, s.Requests(), 1, "attempts")
-			assert.Zero(t, refreshes, "RefreshAuth called")
-			assert.Empty(t, clk.Waits())
+			pv.notRetried()
 			e := pvCheck(t, resp)
 			assert.Equal(t, 1, e.Attempts)
 			assert.Equal(t, "E"+strconv.Itoa(code), e.Code)
-			assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+			assert.Equal(t, pv.keys()[0], e.IdempotencyKey)
 		})
 	}
 }
@@ -284,36 +365,29 @@ func TestORZCash_4xxNotRetried(t *testing.T) {
 // of idempotent requests for all POST requests": a GET carries no key (and,
 // being safe, is still retried after a 5xx).
 func TestORZCash_GetHasNoKey(t *testing.T) {
-	s := newScript(t, status(500, ""), status(200, `{"accounts":[]}`))
-	tr, clk := newTestTransport(t, nil, ORZCash())
+	pv := newPV(t, ORZCash(), status(500, ""), status(200, `{"accounts":[]}`))
 
-	resp, err := pvSend(t, tr, http.MethodGet, s.URL+"/accounts", "")
-	require.NoError(t, err)
+	resp := pv.send(http.MethodGet, "/accounts", "")
 	assert.Equal(t, 200, resp.StatusCode)
-	reqs := s.Requests()
+	reqs := pv.Requests()
 	require.Len(t, reqs, 2)
 	for i, r := range reqs {
 		assert.Empty(t, r.Header.Values("Idempotency-Key"), "attempt %d", i+1)
 	}
-	assert.Equal(t, []time.Duration{500 * time.Millisecond}, clk.Waits())
+	pv.waited(500 * time.Millisecond)
 }
 
 // seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
 // POST request": a key the caller set goes on attempt 1; seed
 // 000_44e1dbe989a58fef.txt: the retry after a 5xx needs a new one.
 func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
-	s := newScript(t, status(500, ""), status(201, ""))
-	tr, _ := newTestTransport(t, nil, ORZCash())
+	pv := newPV(t, ORZCash(), status(500, ""), status(201, ""))
 	const callerKey = "7d3c6a4e-52b1-4f7a-9a43-0f6c1b2d3e4f"
-	req, err := http.NewRequest(http.MethodPost, s.URL+"/transfers", strings.NewReader(`{"amount":"1"}`))
-	require.NoError(t, err)
-	req.Header.Set("Idempotency-Key", callerKey)
+	req := pvRequest(t, http.MethodPost, pv.URL+"/transfers", `{"amount":"1"}`, "Idempotency-Key", callerKey)
 
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := pv.do(req)
 	assert.Equal(t, 201, resp.StatusCode)
-	keys := s.headers("Idempotency-Key")
+	keys := pv.keys()
 	require.Len(t, keys, 2)
 	assert.Equal(t, callerKey, keys[0], "caller's key on attempt 1")
 	assert.NotEqual(t, callerKey, keys[1], "new key after the 5xx")
@@ -330,22 +404,21 @@ func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
 func TestVerto_SameKeyOnEveryAttemptForWrites(t *testing.T) {
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		t.Run(m, func(t *testing.T) {
-			s := newScript(t, status(500, ""), status(503, ""), status(200, `{"ok":true}`))
-			tr, _ := newTestTransport(t, nil, Verto())
+			pv := newPV(t, Verto(), status(500, ""), status(503, ""), status(200, `{"ok":true}`))
 			body := `{"beneficiaryId":"b-1","amount":100}`
 			if m == http.MethodDelete {
 				body = ""
 			}
-			resp, err := pvSend(t, tr, m, s.URL+"/payouts/p-1", body)
-			require.NoError(t, err)
+
+			resp := pv.send(m, "/payouts/p-1", body)
 			assert.Equal(t, 200, resp.StatusCode)
-			keys := s.headers("Idempotency-Key")
+			keys := pv.keys()
 			pvSame(t, keys, 3)
 			assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
-			for i, r := range s.Requests() {
+			for i, r := range pv.Requests() {
 				assert.Equal(t, m, r.Method, "attempt %d", i+1)
 			}
-			pvBodies(t, s, body)
+			pv.bodies(body)
 		})
 	}
 }
@@ -355,37 +428,30 @@ func TestVerto_SameKeyOnEveryAttemptForWrites(t *testing.T) {
 // Vfx-Correlation-Id for each logical operation so you can trace retries".
 func TestVerto_CorrelationIdPerLogicalCall(t *testing.T) {
 	t.Run("same on every attempt, new for the next call", func(t *testing.T) {
-		s := newScript(t, status(503, ""), status(429, ""), status(201, ""), status(201, ""))
-		tr, _ := newTestTransport(t, nil, Verto())
-		_, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-		require.NoError(t, err)
-		_, err = pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-		require.NoError(t, err)
-		ids := s.headers("Vfx-Correlation-Id")
+		pv := newPV(t, Verto(), status(503, ""), status(429, ""), status(201, ""), status(201, ""))
+		pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
+		pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
+		ids := pv.headers("Vfx-Correlation-Id")
 		require.Len(t, ids, 4)
 		pvSame(t, ids[:3], 3)
 		pvUUID(t, ids[3])
 		assert.NotEqual(t, ids[0], ids[3], "a new logical call gets a new id")
-		keys := s.headers("Idempotency-Key")
+		keys := pv.keys()
 		assert.NotEqual(t, keys[0], keys[3], "and a new key")
 		assert.NotEqual(t, ids[0], keys[0], "the id is not the key")
 	})
 	t.Run("reads carry one too", func(t *testing.T) {
-		s := newScript(t, status(500, ""), status(200, "[]"))
-		tr, _ := newTestTransport(t, nil, Verto())
-		_, err := pvSend(t, tr, http.MethodGet, s.URL+"/wallets", "")
-		require.NoError(t, err)
-		pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
-		assert.Equal(t, []string{"", ""}, s.headers("Idempotency-Key"), "a GET has no key")
+		pv := newPV(t, Verto(), status(500, ""), status(200, "[]"))
+		pv.send(http.MethodGet, "/wallets", "")
+		pvSame(t, pv.headers("Vfx-Correlation-Id"), 2)
+		assert.Equal(t, []string{"", ""}, pv.keys(), "a GET has no key")
 	})
 	t.Run("a caller-set id is kept", func(t *testing.T) {
-		s := newScript(t, status(502, ""), status(201, ""))
-		tr, _ := newTestTransport(t, nil, Verto())
+		pv := newPV(t, Verto(), status(502, ""), status(201, ""))
 		const mine = "order-flow-8b1f"
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Vfx-Correlation-Id", mine)
-		require.NoError(t, err)
-		assert.Equal(t, []string{mine, mine}, s.headers("Vfx-Correlation-Id"))
-		for _, r := range s.Requests() {
+		resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`, "Vfx-Correlation-Id", mine)
+		assert.Equal(t, []string{mine, mine}, pv.headers("Vfx-Correlation-Id"))
+		for _, r := range pv.Requests() {
 			assert.Len(t, r.Header.Values("Vfx-Correlation-Id"), 1)
 		}
 		assert.Equal(t, mine, resp.Request.Header.Get("Vfx-Correlation-Id"))
@@ -397,28 +463,24 @@ func TestVerto_CorrelationIdPerLogicalCall(t *testing.T) {
 func TestVerto_Wait5to10sOn5xx(t *testing.T) {
 	t.Run("jitter at the middle", func(t *testing.T) {
 		// Backoff 1s, 2s, 4s is raised to the 5s floor.
-		s := newScript(t, status(500, ""), status(502, ""), status(503, ""), status(201, ""))
-		tr, clk := newTestTransport(t, nil, Verto())
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-		require.NoError(t, err)
+		pv := newPV(t, Verto(), status(500, ""), status(502, ""), status(503, ""), status(201, ""))
+		resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 		assert.Equal(t, 201, resp.StatusCode)
-		pvSame(t, s.headers("Idempotency-Key"), 4)
-		assert.Equal(t, []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second}, clk.Waits())
+		pvSame(t, pv.keys(), 4)
+		pv.waited(5*time.Second, 5*time.Second, 5*time.Second)
 	})
 	for _, draw := range []float64{0, 0.999999} {
 		t.Run("jitter at "+strconv.FormatFloat(draw, 'f', -1, 64), func(t *testing.T) {
 			// More attempts, so that the backoff (up to 10s ±50%) passes
 			// the 10s ceiling.
-			s := newScript(t, status(500, ""), status(500, ""), status(500, ""), status(500, ""), status(500, ""),
-				status(500, ""), status(201, ""))
 			p := Verto()
 			p.MaxAttempts = 7
-			tr, clk := newTestTransport(t, nil, p)
-			tr.rand = func() float64 { return draw }
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-			require.NoError(t, err)
+			e500 := status(500, "")
+			pv := newPV(t, p, e500, e500, e500, e500, e500, e500, status(201, ""))
+			pv.tr.rand = func() float64 { return draw }
+			resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 			assert.Equal(t, 201, resp.StatusCode)
-			waits := clk.Waits()
+			waits := pv.clk.Waits()
 			require.Len(t, waits, 6)
 			for i, w := range waits {
 				assert.GreaterOrEqual(t, w, 5*time.Second, "wait %d", i+1)
@@ -439,16 +501,12 @@ func TestVerto_Wait5to10sOn5xx(t *testing.T) {
 func TestVerto_RetryAfterOn503Wins(t *testing.T) {
 	for _, ra := range []int{2, 30} {
 		t.Run(strconv.Itoa(ra)+"s", func(t *testing.T) {
-			s := newScript(t, status(503, "", "Retry-After", strconv.Itoa(ra)), status(201, ""))
-			tr, clk := newTestTransport(t, nil, Verto())
-			var srcs []WaitSource
-			tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-			require.NoError(t, err)
+			pv := newPV(t, Verto(), status(503, "", "Retry-After", strconv.Itoa(ra)), status(201, ""))
+			resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 			assert.Equal(t, 201, resp.StatusCode)
-			pvSame(t, s.headers("Idempotency-Key"), 2)
-			assert.Equal(t, []time.Duration{time.Duration(ra) * time.Second}, clk.Waits())
-			assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, srcs)
+			pvSame(t, pv.keys(), 2)
+			pv.waited(time.Duration(ra) * time.Second)
+			assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, pv.waitSources())
 		})
 	}
 }
@@ -458,43 +516,32 @@ func TestVerto_RetryAfterOn503Wins(t *testing.T) {
 // carries the new Authorization, with the same key and correlation id.
 func TestVerto_401RefreshesAuthOnce(t *testing.T) {
 	t.Run("refreshed and retried", func(t *testing.T) {
-		s := newScript(t, status(401, `{"errorCode":"UNAUTHORIZED","message":"token expired"}`), status(201, `{"id":"p1"}`))
-		p := Verto()
-		refreshes := 0
-		p.RefreshAuth = pvRefresh(&refreshes)
-		tr, clk := newTestTransport(t, nil, p)
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
-		require.NoError(t, err)
+		pv := newPV(t, pvWithRefresh(Verto()),
+			status(401, `{"errorCode":"UNAUTHORIZED","message":"token expired"}`), status(201, `{"id":"p1"}`))
+		resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
 		assert.Equal(t, 201, resp.StatusCode)
-		assert.Equal(t, 1, refreshes)
-		assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, s.headers("Authorization"))
-		pvSame(t, s.headers("Idempotency-Key"), 2)
-		pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
-		pvBodies(t, s, `{"amount":1}`)
-		assert.Equal(t, []time.Duration{0}, clk.Waits(), "no wait after a refresh")
+		assert.Equal(t, 1, pv.refreshes)
+		assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, pv.headers("Authorization"))
+		pvSame(t, pv.keys(), 2)
+		pvSame(t, pv.headers("Vfx-Correlation-Id"), 2)
+		pv.bodies(`{"amount":1}`)
+		assert.Equal(t, []time.Duration{0}, pv.clk.Waits(), "no wait after a refresh")
 	})
 	t.Run("a second 401 is returned", func(t *testing.T) {
-		s := newScript(t, status(401, ""), status(401, `{"message":"still no"}`), status(201, ""))
-		p := Verto()
-		refreshes := 0
-		p.RefreshAuth = pvRefresh(&refreshes)
-		tr, _ := newTestTransport(t, nil, p)
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
-		require.NoError(t, err)
+		pv := newPV(t, pvWithRefresh(Verto()), status(401, ""), status(401, `{"message":"still no"}`), status(201, ""))
+		resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`, "Authorization", "Bearer old-token")
 		assert.Equal(t, 401, resp.StatusCode)
-		assert.Len(t, s.Requests(), 2)
-		assert.Equal(t, 1, refreshes)
+		assert.Len(t, pv.Requests(), 2)
+		assert.Equal(t, 1, pv.refreshes)
 		e := pvCheck(t, resp)
 		assert.Equal(t, ClassUnauthorized, e.Class)
 		assert.Equal(t, 2, e.Attempts)
 	})
 	t.Run("without RefreshAuth not retried", func(t *testing.T) {
-		s := newScript(t, status(401, ""), status(201, ""))
-		tr, _ := newTestTransport(t, nil, Verto())
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-		require.NoError(t, err)
+		pv := newPV(t, Verto(), status(401, ""), status(201, ""))
+		resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 		assert.Equal(t, 401, resp.StatusCode)
-		assert.Len(t, s.Requests(), 1)
+		pv.notRetried()
 	})
 }
 
@@ -517,17 +564,10 @@ func TestVerto_ErrorCodesNotRetried(t *testing.T) {
 	} {
 		t.Run(tc.code, func(t *testing.T) {
 			body := `{"errorCode":"` + tc.code + `","message":"see dictionary"}`
-			s := newScript(t, status(tc.status, body, "Vfx-Api-Call-Id", "call-"+tc.code), status(201, ""))
-			p := Verto()
-			refreshes := 0
-			p.RefreshAuth = pvRefresh(&refreshes)
-			tr, clk := newTestTransport(t, nil, p)
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-			require.NoError(t, err)
+			pv := newPV(t, pvWithRefresh(Verto()), status(tc.status, body, "Vfx-Api-Call-Id", "call-"+tc.code), status(201, ""))
+			resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 			assert.Equal(t, tc.status, resp.StatusCode)
-			require.Len(t, s.Requests(), 1, "attempts")
-			assert.Zero(t, refreshes)
-			assert.Empty(t, clk.Waits())
+			pv.notRetried()
 
 			e := pvCheck(t, resp)
 			assert.Equal(t, "verto", e.Provider)
@@ -537,7 +577,7 @@ func TestVerto_ErrorCodesNotRetried(t *testing.T) {
 			assert.Equal(t, "see dictionary", e.Message)
 			assert.Equal(t, "call-"+tc.code, e.RequestID)
 			assert.Equal(t, 1, e.Attempts)
-			assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+			assert.Equal(t, pv.keys()[0], e.IdempotencyKey)
 			assert.False(t, e.OutcomeUnknown)
 			assert.Equal(t, body, readAll(t, resp), "body still readable")
 		})
@@ -554,16 +594,11 @@ func TestVerto_RFINotRetried(t *testing.T) {
 		`{"errorCode":"PAYOUT_ON_HOLD","message":"A request for information is open for this payout"}`,
 	} {
 		t.Run(body, func(t *testing.T) {
-			s := newScript(t, status(503, body), status(201, ""))
-			tr, clk := newTestTransport(t, nil, Verto())
-			var last Attempt
-			tr.p.OnAttempt = func(a Attempt) { last = a }
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-			require.NoError(t, err)
+			pv := newPV(t, Verto(), status(503, body), status(201, ""))
+			resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 			assert.Equal(t, 503, resp.StatusCode)
-			assert.Len(t, s.Requests(), 1, "attempts")
-			assert.Empty(t, clk.Waits())
-			assert.Equal(t, "compliance review", last.Reason)
+			pv.notRetried()
+			assert.Equal(t, "compliance review", pv.last().Reason)
 		})
 	}
 }
@@ -572,36 +607,28 @@ func TestVerto_RFINotRetried(t *testing.T) {
 // backoff"; "Rate limit (429): Yes. Wait, back off exponentially, and retry
 // with the same logical tracking IDs."
 func TestVerto_429RetriedWithBackoff(t *testing.T) {
-	s := newScript(t, status(429, ""), status(429, ""), status(201, ""))
-	tr, clk := newTestTransport(t, nil, Verto())
-	var srcs []WaitSource
-	tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", `{"amount":1}`)
-	require.NoError(t, err)
+	pv := newPV(t, Verto(), status(429, ""), status(429, ""), status(201, ""))
+	resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 	assert.Equal(t, 201, resp.StatusCode)
-	pvSame(t, s.headers("Idempotency-Key"), 3)
-	pvSame(t, s.headers("Vfx-Correlation-Id"), 3)
+	pvSame(t, pv.keys(), 3)
+	pvSame(t, pv.headers("Vfx-Correlation-Id"), 3)
 	// InitialInterval 1s ×2, jitter at the middle; no 5-10s clamp for 429.
-	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, clk.Waits())
-	assert.Equal(t, []WaitSource{WaitBackoff, WaitBackoff, WaitNone}, srcs)
+	pv.waited(time.Second, 2*time.Second)
+	assert.Equal(t, []WaitSource{WaitBackoff, WaitBackoff, WaitNone}, pv.waitSources())
 }
 
 // seed 002_3e18af4f20d976a0.txt: "Network timeout / unknown result: Yes,
 // carefully. Retry with the same Idempotency-Key"; "Payment request timed out
 // after submit: Retry with the same Idempotency-Key".
 func TestVerto_SameKeyAfterTimeout(t *testing.T) {
-	s := newScript(t, stall, status(201, ""))
-	p := Verto()
-	p.AttemptTimeout = pvAttemptTimeout
-	tr, clk := newTestTransport(t, nil, p)
+	pv := newPV(t, pvWithTimeout(Verto()), stall, status(201, ""))
 	body := `{"amount":1}`
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/payouts", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, "/payouts", body)
 	assert.Equal(t, 201, resp.StatusCode)
-	pvSame(t, s.headers("Idempotency-Key"), 2)
-	pvSame(t, s.headers("Vfx-Correlation-Id"), 2)
-	pvBodies(t, s, body)
-	assert.Equal(t, []time.Duration{time.Second}, clk.Waits(), "backoff, not the 5xx floor")
+	pvSame(t, pv.keys(), 2)
+	pvSame(t, pv.headers("Vfx-Correlation-Id"), 2)
+	pv.bodies(body)
+	assert.Equal(t, []time.Duration{time.Second}, pv.clk.Waits(), "backoff, not the 5xx floor")
 }
 
 // --------------------------------------------------------------- KeyStone
@@ -610,17 +637,15 @@ func TestVerto_SameKeyAfterTimeout(t *testing.T) {
 // idempotency_key": a top-level field of the JSON body, not a header; the
 // same on every attempt; the rest of the caller's body unchanged.
 func TestKeyStone_KeyInBodyFieldSameOnEveryAttempt(t *testing.T) {
-	s := newScript(t, status(500, ""), status(503, ""), status(201, `{"id":"s1"}`))
-	tr, _ := newTestTransport(t, nil, KeyStone())
+	pv := newPV(t, KeyStone(), status(500, ""), status(503, ""), status(201, `{"id":"s1"}`))
 	body := `{"template_id":"t-1","parties":[{"role":"buyer","id":"p1"}],"amount":"100.00","meta":{"a":[1,2.5,null,true]}}`
 
-	resp, err := post(t, tr, s.URL+"/settlements", body)
-	require.NoError(t, err)
+	resp := pv.post("/settlements", body)
 	assert.Equal(t, 201, resp.StatusCode)
 
-	reqs := s.Requests()
+	reqs := pv.Requests()
 	require.Len(t, reqs, 3, "attempts")
-	keys := pvBodyKeys(t, s)
+	keys := pv.bodyKeys()
 	pvSame(t, keys, 3)
 	var orig map[string]any
 	require.NoError(t, json.Unmarshal([]byte(body), &orig))
@@ -643,29 +668,26 @@ func TestKeyStone_KeyInBodyFieldSameOnEveryAttempt(t *testing.T) {
 // settlement (200)": the caller's key is kept, never duplicated, and both
 // answers are successes.
 func TestKeyStone_CallerKeyKeptAnd201Then200Success(t *testing.T) {
-	s := newScript(t, status(201, `{"id":"s1"}`), status(500, ""), status(200, `{"id":"s1"}`))
-	tr, clk := newTestTransport(t, nil, KeyStone())
+	pv := newPV(t, KeyStone(), status(201, `{"id":"s1"}`), status(500, ""), status(200, `{"id":"s1"}`))
 	body := `{"amount":"100.00","idempotency_key":"settle-2026-0001","parties":[]}`
 
-	resp1, err := post(t, tr, s.URL+"/settlements", body)
-	require.NoError(t, err)
+	resp1 := pv.post("/settlements", body)
 	assert.Equal(t, 201, resp1.StatusCode)
 	assert.NoError(t, CheckResponse(resp1))
 
 	// The same settlement again: a 5xx, then the replay of the first.
-	resp2, err := post(t, tr, s.URL+"/settlements", body)
-	require.NoError(t, err)
+	resp2 := pv.post("/settlements", body)
 	assert.Equal(t, 200, resp2.StatusCode)
 	assert.NoError(t, CheckResponse(resp2))
 	assert.Equal(t, `{"id":"s1"}`, readAll(t, resp2))
 
-	require.Len(t, s.Requests(), 3)
-	pvBodies(t, s, body)
-	for _, r := range s.Requests() {
+	require.Len(t, pv.Requests(), 3)
+	pv.bodies(body)
+	for _, r := range pv.Requests() {
 		assert.Equal(t, 1, strings.Count(string(r.Body), "idempotency_key"))
 		assert.Empty(t, r.Header.Get("Idempotency-Key"))
 	}
-	assert.Equal(t, []time.Duration{500 * time.Millisecond}, clk.Waits())
+	pv.waited(500 * time.Millisecond)
 }
 
 // seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent via
@@ -678,11 +700,9 @@ func TestKeyStone_EmptyCallerKeyNotDuplicated(t *testing.T) {
 		`{"idempotency_key":"","amount":"100.00"}`,
 	} {
 		t.Run(body, func(t *testing.T) {
-			s := newScript(t, status(500, ""), status(201, ""))
-			tr, _ := newTestTransport(t, nil, KeyStone())
-			_, err := post(t, tr, s.URL+"/settlements", body)
-			require.NoError(t, err)
-			for _, r := range s.Requests() {
+			pv := newPV(t, KeyStone(), status(500, ""), status(201, ""))
+			pv.post("/settlements", body)
+			for _, r := range pv.Requests() {
 				assert.Equal(t, 1, strings.Count(string(r.Body), `"idempotency_key"`), "%s", r.Body)
 				pvUUID(t, pvKeyField(t, r.Body))
 			}
@@ -693,26 +713,18 @@ func TestKeyStone_EmptyCallerKeyNotDuplicated(t *testing.T) {
 // seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Yes, Refresh token
 // first, then retry."
 func TestKeyStone_401RefreshThenRetry(t *testing.T) {
-	s := newScript(t, status(401, `{"detail":"Invalid or expired JWT"}`), status(201, `{"id":"s1"}`))
-	p := KeyStone()
-	refreshes := 0
-	p.RefreshAuth = pvRefresh(&refreshes)
-	tr, clk := newTestTransport(t, nil, p)
-	req, err := http.NewRequest(http.MethodPost, s.URL+"/settlements", strings.NewReader(`{"amount":"1"}`))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer old-token")
+	pv := newPV(t, pvWithRefresh(KeyStone()), status(401, `{"detail":"Invalid or expired JWT"}`), status(201, `{"id":"s1"}`))
+	req := pvRequest(t, http.MethodPost, pv.URL+"/settlements", `{"amount":"1"}`, "Authorization", "Bearer old-token")
 
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := pv.do(req)
 	assert.Equal(t, 201, resp.StatusCode)
-	assert.Equal(t, 1, refreshes)
-	assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, s.headers("Authorization"))
+	assert.Equal(t, 1, pv.refreshes)
+	assert.Equal(t, []string{"Bearer old-token", "Bearer new-token"}, pv.headers("Authorization"))
 	assert.Equal(t, "Bearer old-token", req.Header.Get("Authorization"), "caller's request not modified")
-	pvSame(t, pvBodyKeys(t, s), 2)
-	reqs := s.Requests()
+	pvSame(t, pv.bodyKeys(), 2)
+	reqs := pv.Requests()
 	assert.Equal(t, reqs[0].Body, reqs[1].Body)
-	assert.Equal(t, []time.Duration{0}, clk.Waits())
+	pv.waited(0)
 }
 
 // seed 003_61ff3aaf39fde65e.txt: "400/422 Validation: No, Fix the request";
@@ -731,21 +743,14 @@ func TestKeyStone_4xxNotRetried(t *testing.T) {
 		{422, "Missing required role: buyer", ClassUnprocessable},
 	} {
 		t.Run(strconv.Itoa(tc.status)+" "+tc.detail, func(t *testing.T) {
-			s := newScript(t, status(tc.status, `{"detail":"`+tc.detail+`"}`), status(201, ""))
-			p := KeyStone()
-			refreshes := 0
-			p.RefreshAuth = pvRefresh(&refreshes)
-			tr, clk := newTestTransport(t, nil, p)
-			resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
-			require.NoError(t, err)
+			pv := newPV(t, pvWithRefresh(KeyStone()), status(tc.status, `{"detail":"`+tc.detail+`"}`), status(201, ""))
+			resp := pv.post("/settlements", `{"amount":"1"}`)
 			assert.Equal(t, tc.status, resp.StatusCode)
-			assert.Len(t, s.Requests(), 1, "attempts")
-			assert.Zero(t, refreshes)
-			assert.Empty(t, clk.Waits())
+			pv.notRetried()
 			e := pvCheck(t, resp)
 			assert.Equal(t, tc.class, e.Class)
 			assert.Equal(t, tc.detail, e.Message)
-			assert.Equal(t, pvBodyKeys(t, s)[0], e.IdempotencyKey)
+			assert.Equal(t, pv.bodyKeys()[0], e.IdempotencyKey)
 			assert.False(t, e.OutcomeUnknown)
 		})
 	}
@@ -758,13 +763,10 @@ func TestKeyStone_422ListDetailDecoded(t *testing.T) {
 	detail := `{"detail":[{"loc":["body","parties",0,"role"],"msg":"Field required","type":"missing"}]}`
 	for _, code := range []int{422, 400} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			s := newScript(t, status(code, detail), status(201, ""))
-			tr, clk := newTestTransport(t, nil, KeyStone())
-			resp, err := post(t, tr, s.URL+"/settlements", `{"parties":[{}]}`)
-			require.NoError(t, err)
+			pv := newPV(t, KeyStone(), status(code, detail), status(201, ""))
+			resp := pv.post("/settlements", `{"parties":[{}]}`)
 			assert.Equal(t, code, resp.StatusCode)
-			assert.Len(t, s.Requests(), 1)
-			assert.Empty(t, clk.Waits())
+			pv.notRetried()
 			e := pvCheck(t, resp)
 			assert.Equal(t, ClassUnprocessable, e.Class, "a list-shaped detail is a validation error")
 			assert.Equal(t, "body.parties.0.role: Field required", e.Message)
@@ -777,35 +779,27 @@ func TestKeyStone_422ListDetailDecoded(t *testing.T) {
 // seed 003_61ff3aaf39fde65e.txt: "5xx server error: Yes, Exponential
 // backoff": InitialInterval 500ms ×2, jitter pinned at the middle.
 func TestKeyStone_5xxExponentialBackoff(t *testing.T) {
-	s := newScript(t, status(500, `{"detail":"Internal Server Error"}`), status(502, ""), status(503, ""), status(201, `{"id":"s1"}`))
-	tr, clk := newTestTransport(t, nil, KeyStone())
-	resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
-	require.NoError(t, err)
+	pv := newPV(t, KeyStone(), status(500, `{"detail":"Internal Server Error"}`), status(502, ""), status(503, ""), status(201, `{"id":"s1"}`))
+	resp := pv.post("/settlements", `{"amount":"1"}`)
 	assert.Equal(t, 201, resp.StatusCode)
-	pvSame(t, pvBodyKeys(t, s), 4)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}, clk.Waits())
+	pvSame(t, pv.bodyKeys(), 4)
+	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
 // seed 003_61ff3aaf39fde65e.txt: "Network timeout: Yes, Retry with same
 // idempotency key"; "This makes all creation calls safe to retry on network
 // errors."
 func TestKeyStone_SameKeyAfterTimeout(t *testing.T) {
-	s := newScript(t, stall, reset, status(200, `{"id":"s1"}`))
-	p := KeyStone()
-	p.AttemptTimeout = pvAttemptTimeout
-	tr, clk := newTestTransport(t, nil, p)
-	var classes []Class
-	tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
-	resp, err := post(t, tr, s.URL+"/settlements", `{"amount":"1"}`)
-	require.NoError(t, err)
+	pv := newPV(t, pvWithTimeout(KeyStone()), stall, reset, status(200, `{"id":"s1"}`))
+	resp := pv.post("/settlements", `{"amount":"1"}`)
 	assert.Equal(t, 200, resp.StatusCode, "the replay of the settlement created by the timed-out attempt")
 	assert.NoError(t, CheckResponse(resp))
-	pvSame(t, pvBodyKeys(t, s), 3)
-	reqs := s.Requests()
+	pvSame(t, pv.bodyKeys(), 3)
+	reqs := pv.Requests()
 	assert.Equal(t, reqs[0].Body, reqs[1].Body)
 	assert.Equal(t, reqs[0].Body, reqs[2].Body)
-	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, classes)
-	assert.Equal(t, []time.Duration{500 * time.Millisecond, time.Second}, clk.Waits())
+	assert.Equal(t, []Class{ClassTimeout, ClassTimeout, ClassSuccess}, pv.classes())
+	pv.waited(500*time.Millisecond, time.Second)
 }
 
 // seed 003_61ff3aaf39fde65e.txt: the key is a field of the JSON body; a body
@@ -814,19 +808,14 @@ func TestKeyStone_SameKeyAfterTimeout(t *testing.T) {
 func TestKeyStone_NonObjectBodyGetsNoKeyAndNo5xxRetry(t *testing.T) {
 	for _, body := range []string{`[{"amount":"1"}]`, `amount=1&currency=EUR`, `"just a string"`, `{"amount":`} {
 		t.Run(body, func(t *testing.T) {
-			s := newScript(t, status(503, ""), status(201, ""))
-			tr, clk := newTestTransport(t, nil, KeyStone())
-			var last Attempt
-			tr.p.OnAttempt = func(a Attempt) { last = a }
-			resp, err := post(t, tr, s.URL+"/settlements", body)
-			require.NoError(t, err)
+			pv := newPV(t, KeyStone(), status(503, ""), status(201, ""))
+			resp := pv.post("/settlements", body)
 			assert.Equal(t, 503, resp.StatusCode)
-			reqs := s.Requests()
-			require.Len(t, reqs, 1, "attempts")
+			pv.notRetried()
+			reqs := pv.Requests()
 			assert.Equal(t, body, string(reqs[0].Body), "body sent as it was")
 			assert.Empty(t, reqs[0].Header.Get("Idempotency-Key"))
-			assert.Empty(t, clk.Waits())
-			assert.Equal(t, "write without idempotency key", last.Reason)
+			assert.Equal(t, "write without idempotency key", pv.last().Reason)
 			e := pvCheck(t, resp)
 			assert.Empty(t, e.IdempotencyKey)
 		})
@@ -839,21 +828,18 @@ func TestKeyStone_NonObjectBodyGetsNoKeyAndNo5xxRetry(t *testing.T) {
 // on POST requests. This ensures retried requests don't create duplicate
 // transactions."
 func TestSmartRetry_PostKeySameOnEveryAttempt(t *testing.T) {
-	s := newScript(t, status(500, ""), status(429, ""), status(200, `{"transaction_id":"tx1"}`))
-	tr, _ := newTestTransport(t, nil, SmartRetry())
+	pv := newPV(t, SmartRetry(), status(500, ""), status(429, ""), status(200, `{"transaction_id":"tx1"}`))
 	body := `{"amount":49.99,"currency":"USD"}`
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", body)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, pvSale, body)
 	assert.Equal(t, 200, resp.StatusCode)
-	keys := s.headers("Idempotency-Key")
+	keys := pv.keys()
 	pvSame(t, keys, 3)
 	assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"))
-	pvBodies(t, s, body)
+	pv.bodies(body)
 
 	// A caller's key ("order-123" in the document's example) is kept.
 	s2 := newScript(t, status(502, ""), status(200, ""))
-	_, err = pvSend(t, tr, http.MethodPost, s2.URL+"/v1/payments/sale/ABC123", body, "Idempotency-Key", "order-123")
-	require.NoError(t, err)
+	pv.do(pvRequest(t, http.MethodPost, s2.URL+pvSale, body, "Idempotency-Key", "order-123"))
 	assert.Equal(t, []string{"order-123", "order-123"}, s2.headers("Idempotency-Key"))
 }
 
@@ -863,65 +849,57 @@ func TestSmartRetry_PostKeySameOnEveryAttempt(t *testing.T) {
 func TestSmartRetry_429WaitsRetryAfter(t *testing.T) {
 	problem := `{"type":"https://api.smartretry.com/errors/rate-limit","title":"Too Many Requests","status":429,` +
 		`"detail":"Rate limit exceeded. Retry after 1 second.","reason_code":"RATE_LIMIT_EXCEEDED"}`
-	s := newScript(t, status(429, problem, "Content-Type", "application/problem+json", "Retry-After", "1"),
+	pv := newPV(t, SmartRetry(), status(429, problem, "Content-Type", "application/problem+json", "Retry-After", "1"),
 		status(200, `{"transaction_id":"tx1"}`))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
-	var srcs []WaitSource
-	tr.p.OnAttempt = func(a Attempt) { srcs = append(srcs, a.WaitSource) }
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":49.99}`)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, pvSale, `{"amount":49.99}`)
 	assert.Equal(t, 200, resp.StatusCode)
-	pvSame(t, s.headers("Idempotency-Key"), 2)
-	assert.Equal(t, []time.Duration{time.Second}, clk.Waits())
-	assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, srcs)
+	pvSame(t, pv.keys(), 2)
+	pv.waited(time.Second)
+	assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, pv.waitSources())
 }
 
 // seed 004_ca1457097c2eedaa.txt, Retry decision matrix: "500 Yes", "502 Yes",
 // "503 Yes", "504 Yes"; 501 is not in it: not retried.
 func TestSmartRetry_500_502_503_504RetriedNot501(t *testing.T) {
-	for _, code := range []int{500, 502, 503, 504, 501} {
-		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			s := newScript(t, status(code, ""), status(200, ""))
-			tr, clk := newTestTransport(t, nil, SmartRetry())
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-			require.NoError(t, err)
-			if code == 501 {
-				assert.Equal(t, 501, resp.StatusCode)
-				assert.Len(t, s.Requests(), 1, "attempts")
-				assert.Empty(t, clk.Waits())
-				return
-			}
-			assert.Equal(t, 200, resp.StatusCode)
-			pvSame(t, s.headers("Idempotency-Key"), 2)
-			assert.Equal(t, []time.Duration{time.Second}, clk.Waits())
+	for _, tc := range []struct {
+		status, want, attempts int
+		waits                  []time.Duration
+	}{
+		{500, 200, 2, []time.Duration{time.Second}},
+		{502, 200, 2, []time.Duration{time.Second}},
+		{503, 200, 2, []time.Duration{time.Second}},
+		{504, 200, 2, []time.Duration{time.Second}},
+		{501, 501, 1, nil},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			pv := newPV(t, SmartRetry(), status(tc.status, ""), status(200, ""))
+			resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
+			assert.Equal(t, tc.want, resp.StatusCode)
+			pvSame(t, pv.keys(), tc.attempts)
+			pv.waited(tc.waits...)
 		})
 	}
 }
 
 // seed 004_ca1457097c2eedaa.txt: "503 Yes Use Retry-After if present".
 func TestSmartRetry_503HonoursRetryAfter(t *testing.T) {
-	s := newScript(t, status(503, "", "Retry-After", "7"), status(200, ""))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-	require.NoError(t, err)
+	pv := newPV(t, SmartRetry(), status(503, "", "Retry-After", "7"), status(200, ""))
+	resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 	assert.Equal(t, 200, resp.StatusCode)
-	pvSame(t, s.headers("Idempotency-Key"), 2)
-	assert.Equal(t, []time.Duration{7 * time.Second}, clk.Waits())
+	pvSame(t, pv.keys(), 2)
+	pv.waited(7 * time.Second)
 }
 
 // seed 004_ca1457097c2eedaa.txt: "max_retries=5", "base_delay = 1",
 // "delay = min(base_delay * (2 ** attempt), max_delay)": at most 6 attempts
 // (5 retries), waits 1s, 2s, 4s, 8s, 16s (jitter at the middle).
 func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
-	s := newScript(t, status(500, ""), status(502, ""), status(503, ""), status(504, ""), status(500, ""),
+	pv := newPV(t, SmartRetry(), status(500, ""), status(502, ""), status(503, ""), status(504, ""), status(500, ""),
 		status(500, `{"reason_code":"INTERNAL_ERROR"}`), status(200, ""))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-	require.NoError(t, err)
+	resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 	assert.Equal(t, 500, resp.StatusCode, "the 6th answer is returned; no 7th attempt")
-	pvSame(t, s.headers("Idempotency-Key"), 6)
-	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second},
-		clk.Waits())
+	pvSame(t, pv.keys(), 6)
+	pv.waited(time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
 	e := pvCheck(t, resp)
 	assert.Equal(t, 6, e.Attempts)
 	assert.Equal(t, "INTERNAL_ERROR", e.Code)
@@ -931,17 +909,10 @@ func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
 // seed 004_ca1457097c2eedaa.txt: "401 No Check API key": never retried, not
 // even with RefreshAuth set.
 func TestSmartRetry_401NeverRetried(t *testing.T) {
-	s := newScript(t, status(401, `{"title":"Unauthorized","reason_code":"INVALID_API_KEY"}`), status(200, ""))
-	p := SmartRetry()
-	refreshes := 0
-	p.RefreshAuth = pvRefresh(&refreshes)
-	tr, clk := newTestTransport(t, nil, p)
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`, "x-api-key", "k1")
-	require.NoError(t, err)
+	pv := newPV(t, pvWithRefresh(SmartRetry()), status(401, `{"title":"Unauthorized","reason_code":"INVALID_API_KEY"}`), status(200, ""))
+	resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`, "x-api-key", "k1")
 	assert.Equal(t, 401, resp.StatusCode)
-	assert.Len(t, s.Requests(), 1, "attempts")
-	assert.Zero(t, refreshes)
-	assert.Empty(t, clk.Waits())
+	pv.notRetried()
 	e := pvCheck(t, resp)
 	assert.Equal(t, ClassUnauthorized, e.Class)
 	assert.Equal(t, "INVALID_API_KEY", e.Code)
@@ -952,13 +923,10 @@ func TestSmartRetry_401NeverRetried(t *testing.T) {
 func TestSmartRetry_400And404NotRetried(t *testing.T) {
 	for _, code := range []int{400, 404} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			s := newScript(t, status(code, `{"title":"no","reason_code":"INVALID_REQUEST"}`), status(200, ""))
-			tr, clk := newTestTransport(t, nil, SmartRetry())
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-			require.NoError(t, err)
+			pv := newPV(t, SmartRetry(), status(code, `{"title":"no","reason_code":"INVALID_REQUEST"}`), status(200, ""))
+			resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 			assert.Equal(t, code, resp.StatusCode)
-			assert.Len(t, s.Requests(), 1)
-			assert.Empty(t, clk.Waits())
+			pv.notRetried()
 		})
 	}
 }
@@ -969,24 +937,20 @@ func TestSmartRetry_400And404NotRetried(t *testing.T) {
 // and flagged OutcomeUnknown.
 func TestSmartRetry_409WithKeyOutcomeUnknown(t *testing.T) {
 	body := `{"title":"Conflict","reason_code":"DUPLICATE_REQUEST","transaction_id":"tx1"}`
-	s := newScript(t, status(409, body), status(200, ""))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
-	resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-	require.NoError(t, err)
+	pv := newPV(t, SmartRetry(), status(409, body), status(200, ""))
+	resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 	assert.Equal(t, 409, resp.StatusCode)
-	assert.Len(t, s.Requests(), 1, "attempts")
-	assert.Empty(t, clk.Waits())
+	pv.notRetried()
 	e := pvCheck(t, resp)
 	assert.Equal(t, ClassConflict, e.Class)
 	assert.True(t, e.OutcomeUnknown)
 	assert.Equal(t, "DUPLICATE_REQUEST", e.Code)
-	assert.Equal(t, s.headers("Idempotency-Key")[0], e.IdempotencyKey)
+	assert.Equal(t, pv.keys()[0], e.IdempotencyKey)
 	assert.Equal(t, body, readAll(t, resp), "the transaction id stays readable")
 
 	// Without a key (a GET) a 409 settles nothing unknown.
 	s2 := newScript(t, status(409, `{"title":"Conflict"}`), status(200, ""))
-	resp2, err := pvSend(t, tr, http.MethodGet, s2.URL+"/v1/payments/ABC123", "")
-	require.NoError(t, err)
+	resp2 := pv.do(pvRequest(t, http.MethodGet, s2.URL+"/v1/payments/ABC123", ""))
 	assert.Len(t, s2.Requests(), 1)
 	e2 := pvCheck(t, resp2)
 	assert.Equal(t, ClassConflict, e2.Class)
@@ -1008,16 +972,12 @@ func TestSmartRetry_RateLimitReasonCodeRetried(t *testing.T) {
 		{403, []string{"Content-Type", "application/problem+json"}, time.Second}, // backoff
 	} {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
-			s := newScript(t, status(tc.status, problem, tc.kv...), status(200, ""))
-			tr, clk := newTestTransport(t, nil, SmartRetry())
-			var classes []Class
-			tr.p.OnAttempt = func(a Attempt) { classes = append(classes, a.Class) }
-			resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-			require.NoError(t, err)
+			pv := newPV(t, SmartRetry(), status(tc.status, problem, tc.kv...), status(200, ""))
+			resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 			assert.Equal(t, 200, resp.StatusCode)
-			pvSame(t, s.headers("Idempotency-Key"), 2)
-			assert.Equal(t, []Class{ClassRateLimited, ClassSuccess}, classes)
-			assert.Equal(t, []time.Duration{tc.wait}, clk.Waits())
+			pvSame(t, pv.keys(), 2)
+			assert.Equal(t, []Class{ClassRateLimited, ClassSuccess}, pv.classes())
+			pv.waited(tc.wait)
 		})
 	}
 }
@@ -1030,22 +990,20 @@ func TestSmartRetry_RateLimitHeadersHarmless(t *testing.T) {
 	hdr := func(remaining int) []string {
 		return []string{"X-RateLimit-Limit", "100", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", reset}
 	}
-	s := newScript(t,
+	pv := newPV(t, SmartRetry(),
 		status(200, `{"transaction_id":"tx1"}`, hdr(87)...),
 		status(503, "", hdr(86)...),
 		status(200, `{"transaction_id":"tx2"}`, hdr(85)...),
 		// The document's own example: a reset already past.
 		status(200, `{"transaction_id":"tx3"}`, "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "87", "X-RateLimit-Reset", "1711979533"),
 		status(200, `{"transaction_id":"tx4"}`))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
 	for i, want := range []string{"tx1", "tx2", "tx3", "tx4"} {
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-		require.NoError(t, err, "call %d", i+1)
+		resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 		assert.Equal(t, 200, resp.StatusCode, "call %d", i+1)
 		assert.Equal(t, `{"transaction_id":"`+want+`"}`, readAll(t, resp))
 	}
-	assert.Len(t, s.Requests(), 5)
-	assert.Equal(t, []time.Duration{time.Second}, clk.Waits(), "only the 5xx backoff")
+	assert.Len(t, pv.Requests(), 5)
+	assert.Equal(t, []time.Duration{time.Second}, pv.clk.Waits(), "only the 5xx backoff")
 }
 
 // seed 004_ca1457097c2eedaa.txt: "Monitor remaining quota: Check
@@ -1054,17 +1012,15 @@ func TestSmartRetry_RateLimitHeadersHarmless(t *testing.T) {
 // timestamp) instead of collecting a 429.
 func TestSmartRetry_ThrottlesWhenRemainingZero(t *testing.T) {
 	reset := strconv.FormatInt(t0.Add(2*time.Second).Unix(), 10)
-	s := newScript(t,
+	pv := newPV(t, SmartRetry(),
 		status(200, "", "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset),
 		status(200, ""))
-	tr, clk := newTestTransport(t, nil, SmartRetry())
 	for range 2 {
-		resp, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/sale/ABC123", `{"amount":1}`)
-		require.NoError(t, err)
+		resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
 		assert.Equal(t, 200, resp.StatusCode)
 	}
-	assert.Len(t, s.Requests(), 2)
-	assert.Equal(t, []time.Duration{2*time.Second + holdMargin}, clk.Waits())
+	assert.Len(t, pv.Requests(), 2)
+	pv.waited(2*time.Second + holdMargin)
 }
 
 // seed 004_ca1457097c2eedaa.txt, Rate limits: "Payment operations (sale,
@@ -1073,23 +1029,19 @@ func TestSmartRetry_ThrottlesWhenRemainingZero(t *testing.T) {
 // rate) pace the calls on the fake clock.
 func TestSmartRetry_ClientSideLimitsPerEndpointClass(t *testing.T) {
 	t.Run("payments 100/s", func(t *testing.T) {
-		s := newScript(t, status(200, ""))
-		tr, clk := newTestTransport(t, nil, SmartRetry())
+		pv := newPV(t, SmartRetry(), status(200, ""))
 		for range 11 {
-			_, err := pvSend(t, tr, http.MethodPost, s.URL+"/v1/payments/capture/ABC", `{"amount":1}`)
-			require.NoError(t, err)
+			pv.send(http.MethodPost, "/v1/payments/capture/ABC", `{"amount":1}`)
 		}
-		assert.Len(t, s.Requests(), 11)
-		assert.Equal(t, []time.Duration{10 * time.Millisecond}, clk.Waits(), "burst of 10, then one per 10ms")
+		assert.Len(t, pv.Requests(), 11)
+		assert.Equal(t, []time.Duration{10 * time.Millisecond}, pv.clk.Waits(), "burst of 10, then one per 10ms")
 	})
 	t.Run("status 500/s", func(t *testing.T) {
-		s := newScript(t, status(200, ""))
-		tr, clk := newTestTransport(t, nil, SmartRetry())
+		pv := newPV(t, SmartRetry(), status(200, ""))
 		for range 51 {
-			_, err := pvSend(t, tr, http.MethodGet, s.URL+"/v1/payments/ABC", "")
-			require.NoError(t, err)
+			pv.send(http.MethodGet, "/v1/payments/ABC", "")
 		}
-		assert.Len(t, s.Requests(), 51)
-		assert.Equal(t, []time.Duration{2 * time.Millisecond}, clk.Waits(), "burst of 50, then one per 2ms")
+		assert.Len(t, pv.Requests(), 51)
+		assert.Equal(t, []time.Duration{2 * time.Millisecond}, pv.clk.Waits(), "burst of 50, then one per 2ms")
 	})
 }
