@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -170,15 +171,17 @@ const (
 // its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
 // first).
 //
-// A tracer is pooled with its call, and its hooks are made once. Each call
-// gets a ClientTrace of its own that points at them while the call runs;
-// release clears it, so that a hook fired later, through the context of the
-// request the call returned, reaches nothing.
+// Tracers are pooled, and their hooks are made once. Each call gets a
+// ClientTrace of its own that points at them while the call runs; release
+// clears it, so that a hook fired later, through the context of the request
+// the call returned, reaches nothing.
 type tracer struct {
 	flags   atomic.Uint32
 	getConn func(string)
 	gotConn func(httptrace.GotConnInfo)
 }
+
+var tracers = sync.Pool{New: func() any { return newTracer() }}
 
 func newTracer() *tracer {
 	tr := &tracer{}

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,37 +108,22 @@ type call struct {
 	waited    bool // time passed before the first attempt: a limiter's hold, a body read
 	rekeyNext bool // the next attempt, if made, carries a new key
 
-	tracer *tracer                // what the wire saw, pooled with the call
-	trace  *httptrace.ClientTrace // the call's, reporting to tracer; writes only
+	tracer *tracer                // what the wire saw; writes only
+	trace  *httptrace.ClientTrace // the call's, reporting to tracer
 
 	bo *backoff.ExponentialBackOff
 }
 
-// Calls are pooled: nothing a call returns refers to it. Its tracer goes with
-// it (see [tracer] for why that is safe).
-var calls = sync.Pool{New: func() any { return &call{tracer: newTracer()} }}
-
-func getCall(t *Transport, req *http.Request) *call {
-	c := calls.Get().(*call)
-	tr := c.tracer
-	*c = call{t: t, req: req, ctx: req.Context(), tracer: tr}
-	return c
-}
-
+// release gives the call's tracer back, its trace unhooked first: the
+// request the call returns keeps the trace in its context.
 func (c *call) release() {
-	if c.trace != nil {
-		c.trace.GetConn, c.trace.GotConn = nil, nil
-	}
-	c.req, c.ctx, c.header, c.buf, c.first, c.trace, c.bo = nil, nil, nil, nil, nil, nil, nil
-	c.limits, c.key = nil, ""
-	calls.Put(c)
+	c.trace.GetConn, c.trace.GotConn = nil, nil
+	tracers.Put(c.tracer)
 }
 
 // RoundTrip sends req, retrying as the policy allows. See [Transport].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := getCall(t, req)
-	defer c.release()
-	c.write = !safeMethod(req.Method)
+	c := &call{t: t, req: req, ctx: req.Context(), write: !safeMethod(req.Method)} // on the stack
 	if err := c.ctx.Err(); err != nil {
 		closeBody(req)
 		return nil, c.fail(ClassCanceled, err)
@@ -153,7 +137,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if c.write {
 		// What happened on the wire tells a request that never left from
 		// one whose outcome is unknown (see tracer).
+		c.tracer = tracers.Get().(*tracer)
 		c.ctx, c.trace = c.tracer.attach(c.ctx)
+		defer c.release()
 	}
 	// prev is the last response, kept until the next attempt is sent: it is
 	// the answer if that attempt is not made.
@@ -208,7 +194,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c.attempts == 1 {
 			t.budget.earn()
 		}
-		c.tracer.flags.Store(0)
+		if c.tracer != nil {
+			c.tracer.flags.Store(0)
+		}
 		resp, err := t.base.RoundTrip(areq)
 		if err != nil && resp != nil {
 			resp.Body.Close()
