@@ -70,9 +70,7 @@ func (b *keyBatch) fill() {
 		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
 		encodeUUID((*[keyLen]byte)(text[i*keyLen:]), u)
 	}
-	clear(raw[:])
 	all := string(text[:])
-	clear(text[:])
 	b.vals = make([]string, keysPerBatch)
 	for i := range b.vals {
 		b.vals[i] = all[i*keyLen : (i+1)*keyLen]
