@@ -104,16 +104,22 @@ type localLimiter struct {
 	buckets sync.Map // provider -> *sync.Map of limit name -> *rate.Limiter
 }
 
+// cacheLine is the size of a CPU cache line on the common platforms.
+const cacheLine = 64
+
 // scopeState is the pacing state of one scope.
 type scopeState struct {
 	// quiet: nothing to enforce (no hold, no known window, no adaptive rate,
 	// no failures). Take and a plain success's Observe then take no lock.
 	quiet atomic.Bool
+	_     [cacheLine]byte // every call reads quiet: keep the counters' writes off its line
+
 	// Sends in the current second and the rate of the previous one, to
 	// measure the sending rate; atomic because quiet Takes count too.
 	secStart atomic.Int64 // unix nanoseconds
 	secSent  atomic.Int64
 	prevSec  atomic.Int64
+	_        [cacheLine]byte
 
 	mu        sync.Mutex // guards the rest
 	holdUntil time.Time  // Retry-After
