@@ -22,7 +22,8 @@ import (
 // got a response, of any status, it is returned with a nil error and a
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
 // resp.Request is the request of the final attempt, so its header shows the
-// key it carried. When no response was obtained, RoundTrip returns nil and an
+// key it carried; its context carries the caller's values (for a write, with
+// an httptrace.ClientTrace of payretry's whose hooks are cleared on return). When no response was obtained, RoundTrip returns nil and an
 // [*Error] whose OutcomeUnknown says whether a write may have reached the
 // provider.
 //
@@ -236,8 +237,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			err = ErrAttemptTimeout
 		}
 		c.observe(resp, class)
-		if class == ClassSuccess && c.attempts > 1 && c.paid {
-			t.budget.refund()
+		if class == ClassSuccess {
+			if c.attempts > 1 && c.paid {
+				t.budget.refund()
+			}
+			if t.p.OnAttempt == nil {
+				return c.respond(resp, class, cancel), nil // nothing to report
+			}
 		}
 		var code, msg string
 		if resp != nil && class != ClassSuccess {
