@@ -14,9 +14,10 @@ import (
 	"github.com/google/uuid"
 )
 
-// newKey returns a random (version 4) UUID whose bits come from crypto/rand,
-// as seed 001_06ccf73c19d45813.txt asks of ORZCash keys and as the IETF
-// Idempotency-Key draft recommends, and a one-element header value holding it.
+// newKey returns a random (version 4) UUID from a cryptographically strong
+// generator (see keyBatch), as seed 001_06ccf73c19d45813.txt asks of ORZCash
+// keys ("A UUID key") and as the IETF Idempotency-Key draft recommends, and a
+// one-element header value holding it.
 func newKey() (key string, val []string) {
 	b := keyBatches.Get().(*keyBatch)
 	if b.next == len(b.vals) {
