@@ -23,9 +23,9 @@ import (
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
 // resp.Request is the request of the final attempt, so its header shows the
 // key it carried; its context carries the caller's values (for a write, with
-// an httptrace.ClientTrace of payretry's whose hooks are cleared on return). When no response was obtained, RoundTrip returns nil and an
-// [*Error] whose OutcomeUnknown says whether a write may have reached the
-// provider.
+// an httptrace.ClientTrace of payretry's whose hooks are cleared on return).
+// When no response was obtained, RoundTrip returns nil and an [*Error] whose
+// OutcomeUnknown says whether a write may have reached the provider.
 //
 // The caller's request is never modified. A Transport is safe for concurrent
 // use by many goroutines; create it with [NewTransport].
