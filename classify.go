@@ -173,8 +173,11 @@ const (
 //
 // Tracers are pooled, and their hooks are made once. Each call gets a
 // ClientTrace of its own that points at them while the call runs; release
-// clears it, so that a hook fired later, through the context of the request
-// the call returned, reaches nothing.
+// points it at hooks that do nothing, and the request a call returns carries
+// the caller's context, not the traced one. A base that copies the hooks into
+// a trace of its own (httptrace composes a base's trace with payretry's so)
+// and fires them after its RoundTrip returned would still reach a pooled
+// tracer: net/http fires them only inside RoundTrip.
 type tracer struct {
 	flags   atomic.Uint32
 	getConn func(string)
@@ -182,6 +185,9 @@ type tracer struct {
 }
 
 var tracers = sync.Pool{New: func() any { return newTracer() }}
+
+func ignoreGetConn(string)                {}
+func ignoreGotConn(httptrace.GotConnInfo) {}
 
 func newTracer() *tracer {
 	tr := &tracer{}

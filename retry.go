@@ -22,9 +22,7 @@ import (
 // got a response, of any status, it is returned with a nil error and a
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
 // resp.Request is the request of the final attempt, so its header shows the
-// key it carried; its context carries the caller's values (for a write, with
-// an httptrace.ClientTrace of payretry's whose hooks are cleared on return).
-// When no response was obtained, RoundTrip returns nil and an [*Error] whose
+// key it carried, with the caller's context. When no response was obtained, RoundTrip returns nil and an [*Error] whose
 // OutcomeUnknown says whether a write may have reached the provider.
 //
 // The caller's request is never modified. A Transport is safe for concurrent
@@ -56,7 +54,7 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	t := &Transport{base: base, p: p, now: clockNow, sleep: sleepCtx, rand: rand.Float64,
+	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64,
 		budget: newRetryBudget(p.RetryBudgetRatio, p.RetryBudgetBurst)}
 	for c, r := range p.Rules {
 		t.rules[c] = r
@@ -115,10 +113,11 @@ type call struct {
 	bo *backoff.ExponentialBackOff
 }
 
-// release gives the call's tracer back, its trace unhooked first: the
-// request the call returns keeps the trace in its context.
+// release gives the call's tracer back, its trace unhooked first, so that a
+// base that kept the traced context reaches no other call's tracer through
+// it.
 func (c *call) release() {
-	c.trace.GetConn, c.trace.GotConn = nil, nil
+	c.trace.GetConn, c.trace.GotConn = ignoreGetConn, ignoreGotConn
 	tracers.Put(c.tracer)
 }
 
@@ -395,6 +394,12 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 		return resp
 	}
 	if class == ClassSuccess {
+		if c.write || cancel != nil {
+			// The request was sent with a context of payretry's: the
+			// attempt's, which ends with the body, or one with the wire
+			// trace, whose tracer serves other calls after this one.
+			resp.Request = resp.Request.WithContext(c.req.Context())
+		}
 		return resp
 	}
 	{

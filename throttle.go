@@ -102,6 +102,12 @@ type localLimiter struct {
 	first atomic.Pointer[namedScope]
 
 	buckets sync.Map // provider -> *sync.Map of limit name -> *rate.Limiter
+
+	// latest is the latest time a Take went by, in unix nanoseconds. A
+	// token bucket takes the time it is given as its own, so an earlier one
+	// (a call that read the clock, then waited to be scheduled) would credit
+	// an interval twice.
+	latest atomic.Int64
 }
 
 // cacheLine is the size of a CPU cache line on the common platforms.
@@ -214,6 +220,23 @@ func (l *localLimiter) bucket(scope string, lim *Limit) *rate.Limiter {
 	return b.(*rate.Limiter)
 }
 
+// notBefore returns now, or the latest time a Take went by if that is later.
+func (l *localLimiter) notBefore(now time.Time) time.Time {
+	n := now.UnixNano()
+	for {
+		latest := l.latest.Load()
+		if n <= latest {
+			if n == latest {
+				return now
+			}
+			return time.Unix(0, latest)
+		}
+		if l.latest.CompareAndSwap(latest, n) {
+			return now
+		}
+	}
+}
+
 func scopeProvider(scope string) string {
 	if i := strings.IndexByte(scope, '/'); i >= 0 {
 		return scope[:i]
@@ -228,6 +251,7 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		s.countSend(now)
 		return 0, WaitNone, nil
 	}
+	now = l.notBefore(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer func() { s.quiet.Store(s.calm(now)) }()
@@ -452,6 +476,7 @@ func (t *Transport) limitSet(mask uint64) []Limit {
 			set = append(set, t.p.Limits[i])
 		}
 	}
+	set = slices.Clip(set) // shared: an append must not write into it
 	if len(t.limitSets) > 0 {
 		t.limitSets[mask].Store(&set)
 	}
@@ -465,8 +490,11 @@ func (c *call) throttle() (outage bool, err error) {
 	t := c.t
 	ctx := c.req.Context()
 	now := c.start
-	if c.attempts > 0 {
-		now = t.now()
+	if c.attempts > 0 || c.waited {
+		now = t.now() // a limiter must not be told an earlier time than it was
+	}
+	if _, local := t.p.Limiter.(*localLimiter); !local {
+		c.waited = true // a shared limiter may take a while to answer
 	}
 	for {
 		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)

@@ -187,6 +187,28 @@ func TestTakeAllIsAllOrNothing(t *testing.T) {
 	}))
 }
 
+// A Take that comes with an earlier time than one before it (a call that
+// read the clock, then waited to be scheduled) does not turn the buckets'
+// clocks back: that would credit the interval twice.
+func TestTakeNeverTurnsTheBucketsBack(t *testing.T) {
+	l := NewLimiter()
+	limits := []Limit{{Name: "pay", Rate: 10, Burst: 10}}
+	ctx := context.Background()
+	sent := 0
+	for ms := range 1000 { // 1 s at 1 ms steps, and every 100 ms a call 500 ms late
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		if d, _, _ := l.Take(ctx, "p/pay", limits, now); d == 0 {
+			sent++
+		}
+		if ms%100 == 50 {
+			if d, _, _ := l.Take(ctx, "p/pay", limits, now.Add(-500*time.Millisecond)); d == 0 {
+				sent++
+			}
+		}
+	}
+	assert.LessOrEqual(t, sent, 20, "burst 10 and 10 more in a second")
+}
+
 func TestRetryBudget(t *testing.T) {
 	s := newScript(t, status(503, ""))
 	p := keyed()

@@ -78,26 +78,67 @@ func TestTimeoutWhileDialingNeverLeft(t *testing.T) {
 	}
 }
 
-// The request a call returns carries the call's trace with its hooks
-// cleared: the tracer behind them serves other calls after this one.
-func TestReturnedRequestTraceIsUnhooked(t *testing.T) {
+// The request a call returns carries the caller's context, even when the
+// attempts had their own (a timer, the wire trace): it is not canceled when
+// the body is closed, and it carries the caller's values and trace, so that
+// it can carry another request.
+func TestReturnedRequestCarriesTheCallersContext(t *testing.T) {
 	s := newScript(t, status(201, "paid"))
-	tr, _ := newTestTransport(t, nil, keyed())
-	ctx := context.WithValue(context.Background(), ctxKey("k"), "v")
+	p := keyed()
+	p.AttemptTimeout = time.Second
+	base := &tracingBase{next: http.DefaultTransport}
+	tr, _ := newTestTransport(t, base, p)
+	var gets atomic.Int32
+	ctx := httptrace.WithClientTrace(context.WithValue(context.Background(), ctxKey("k"), "v"),
+		&httptrace.ClientTrace{GetConn: func(string) { gets.Add(1) }})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, strings.NewReader(`{"amount":1}`))
 	resp, err := tr.RoundTrip(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	rctx := resp.Request.Context()
-	assert.Equal(t, "v", rctx.Value(ctxKey("k")))
-	trace := httptrace.ContextClientTrace(rctx)
-	require.NotNil(t, trace)
-	assert.Nil(t, trace.GetConn)
-	assert.Nil(t, trace.GotConn)
+	assert.Equal(t, "paid", readAll(t, resp))
+	resp.Body.Close()
+	assert.Same(t, req.Context(), resp.Request.Context())
+	assert.NotEmpty(t, resp.Request.Header.Get("Idempotency-Key"))
+	assert.Equal(t, int32(1), gets.Load())
 
-	// The context can carry another request, through another transport.
-	again, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.URL, nil)
-	resp2, err := http.DefaultTransport.RoundTrip(again)
+	again, _ := http.NewRequestWithContext(resp.Request.Context(), http.MethodGet, s.URL, nil)
+	resp2, err := base.RoundTrip(again)
 	require.NoError(t, err)
 	resp2.Body.Close()
+	assert.Equal(t, int32(2), gets.Load())
+}
+
+// tracingBase composes a ClientTrace of its own onto each request, as
+// instrumentation does, and keeps the last trace it composed.
+type tracingBase struct {
+	next  http.RoundTripper
+	gets  atomic.Int32
+	trace atomic.Pointer[httptrace.ClientTrace]
+}
+
+func (b *tracingBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	trace := &httptrace.ClientTrace{GetConn: func(string) { b.gets.Add(1) }}
+	ctx := httptrace.WithClientTrace(r.Context(), trace)
+	b.trace.Store(trace)
+	return b.next.RoundTrip(r.WithContext(ctx))
+}
+
+// Once a call returned, the trace it attached reaches no tracer, even through
+// a base's trace composed on it.
+func TestTraceIsUnhookedOnReturn(t *testing.T) {
+	s := newScript(t, status(201, "paid"))
+	base := &tracingBase{next: http.DefaultTransport}
+	tr, _ := newTestTransport(t, base, keyed())
+	resp, err := post(t, tr, s.URL, `{"amount":1}`)
+	require.NoError(t, err)
+	resp.Body.Close()
+	composed := base.trace.Load()
+	require.NotNil(t, composed)
+	assert.Equal(t, int32(1), base.gets.Load())
+
+	next := tracers.Get().(*tracer) // most likely the tracer of the call
+	defer tracers.Put(next)
+	next.flags.Store(0)
+	assert.NotPanics(t, func() { composed.GetConn("late") })
+	assert.Zero(t, next.flags.Load(), "a late hook reached a pooled tracer")
+	assert.Equal(t, int32(2), base.gets.Load())
 }
