@@ -173,11 +173,12 @@ const (
 //
 // Tracers are pooled, and their hooks are made once. Each call gets a
 // ClientTrace of its own that points at them while the call runs; release
-// points it at hooks that do nothing, and the request a call returns carries
-// the caller's context, not the traced one. A base that copies the hooks into
-// a trace of its own (httptrace composes a base's trace with payretry's so)
-// and fires them after its RoundTrip returned would still reach a pooled
-// tracer: net/http fires them only inside RoundTrip.
+// points it at hooks that do nothing, so that the context of the request the
+// call returns reaches no tracer, whatever is sent with it later. A base that
+// copies the hooks into a trace of its own while the call runs (httptrace
+// composes a base's trace with payretry's so) and fires them after its
+// RoundTrip returned would still reach a pooled tracer: net/http fires them
+// only inside RoundTrip.
 type tracer struct {
 	flags   atomic.Uint32
 	getConn func(string)

@@ -22,7 +22,9 @@ import (
 // got a response, of any status, it is returned with a nil error and a
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
 // resp.Request is the request of the final attempt, so its header shows the
-// key it carried, with the caller's context. When no response was obtained, RoundTrip returns nil and an [*Error] whose
+// key it carried; its context has the values, deadline and cancellation of
+// the caller's (for a write, in a wrapper that holds an inert ClientTrace).
+// When no response was obtained, RoundTrip returns nil and an [*Error] whose
 // OutcomeUnknown says whether a write may have reached the provider.
 //
 // The caller's request is never modified. A Transport is safe for concurrent
@@ -394,10 +396,12 @@ func (c *call) respond(resp *http.Response, class Class, cancel context.CancelCa
 		return resp
 	}
 	if class == ClassSuccess {
-		if c.write || cancel != nil {
-			// The request was sent with a context of payretry's: the
-			// attempt's, which ends with the body, or one with the wire
-			// trace, whose tracer serves other calls after this one.
+		_, traced := resp.Request.Context().(*traceCtx)
+		if cancel != nil || c.write && !traced {
+			// The request was sent with the attempt's context, which ends
+			// with the body, or with the caller's trace composed with
+			// payretry's, whose hooks release turns off. A traceCtx is
+			// kept: it is the caller's context but for an inert trace.
 			resp.Request = resp.Request.WithContext(c.req.Context())
 		}
 		return resp

@@ -107,6 +107,42 @@ func TestReturnedRequestCarriesTheCallersContext(t *testing.T) {
 	assert.Equal(t, int32(2), gets.Load())
 }
 
+// Without a timer or a caller's trace, a write returns the context it was
+// sent with: the caller's, wrapped with a trace whose hooks do nothing once
+// the call returned. It carries another request, through a base that
+// composes a trace of its own, without reaching a tracer.
+func TestReturnedTraceContextIsInert(t *testing.T) {
+	s := newScript(t, status(201, "paid"))
+	tr, _ := newTestTransport(t, nil, keyed())
+	base := &tracingBase{next: http.DefaultTransport}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey("k"), "v"))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, strings.NewReader(`{"amount":1}`))
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	rctx := resp.Request.Context()
+	assert.Equal(t, "v", rctx.Value(ctxKey("k")))
+	assert.NoError(t, rctx.Err())
+	trace := httptrace.ContextClientTrace(rctx)
+	require.NotNil(t, trace)
+
+	next := tracers.Get().(*tracer) // most likely the tracer of the call
+	defer tracers.Put(next)
+	next.flags.Store(0)
+	trace.GetConn("late")
+	trace.GotConn(httptrace.GotConnInfo{})
+	again, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.URL, nil)
+	resp2, err := base.RoundTrip(again)
+	require.NoError(t, err)
+	resp2.Body.Close()
+	assert.Zero(t, next.flags.Load(), "a hook reached a pooled tracer after the call")
+	assert.Equal(t, int32(1), base.gets.Load())
+
+	cancel()
+	assert.ErrorIs(t, rctx.Err(), context.Canceled, "the caller's cancellation reaches it")
+}
+
 // tracingBase composes a ClientTrace of its own onto each request, as
 // instrumentation does, and keeps the last trace it composed.
 type tracingBase struct {
