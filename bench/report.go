@@ -46,7 +46,7 @@ func Median(rows []Row) []Row {
 	for _, k := range order {
 		med := map[string]float64{}
 		for m, vs := range vals[k] {
-			med[m] = median(vs)
+			med[m] = MedianOf(vs)
 		}
 		scenario := ""
 		for _, r := range rows {
@@ -60,7 +60,8 @@ func Median(rows []Row) []Row {
 	return out
 }
 
-func median(vs []float64) float64 {
+// MedianOf returns the median of vs, NaN for none.
+func MedianOf(vs []float64) float64 {
 	if len(vs) == 0 {
 		return math.NaN()
 	}

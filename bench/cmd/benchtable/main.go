@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/payretry/payretry/bench"
 )
 
-var clients = []string{"bare", "payretry", "retryablehttp", "failsafe"}
+var clients = bench.Peers
 
 var units = []struct{ unit, title, format string }{
 	{"ns/op", "time per call (ns/op)", "%.0f"},
@@ -92,7 +94,7 @@ func main() {
 					cells = append(cells, "—")
 					continue
 				}
-				med[cl] = median(vs)
+				med[cl] = bench.MedianOf(vs)
 				cells = append(cells, fmt.Sprintf(u.format, med[cl]))
 			}
 			p, okp := med["payretry"]
@@ -148,14 +150,4 @@ func runs(vals map[key][]float64) int {
 		n = max(n, len(vs))
 	}
 	return n
-}
-
-func median(vs []float64) float64 {
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

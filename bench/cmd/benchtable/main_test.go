@@ -13,7 +13,4 @@ func TestSplitAndLabel(t *testing.T) {
 	if got := label("BenchmarkOverhead/base=loopback/method=POST"); got != "loopback POST, sequential" {
 		t.Errorf("label %q", got)
 	}
-	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
-		t.Errorf("median %v", m)
-	}
 }
