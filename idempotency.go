@@ -39,16 +39,16 @@ const (
 // a ChaCha8 stream keyed with 32 fresh bytes of crypto/rand (math/rand/v2
 // documents ChaCha8 as a cryptographically strong generator), formatted into
 // one string, with a header value each (vals[i:i+1:i+1], so that appending to
-// one cannot reach the next). Two allocations and one read from the kernel
-// make 32 keys. Batches are kept per P by a sync.Pool, so that concurrent
-// calls do not contend for them.
+// one cannot reach the next). One read from the kernel and two allocations
+// (the string and the values) make 32 keys. Batches are kept per P by a
+// sync.Pool, so that concurrent calls do not contend for them.
 //
 // Keys are not secrets (each is sent in clear to the provider, beside the
 // credentials that make it usable), so keys waiting in a batch need no more
 // care than keys in flight. A key kept for long (in a resp.Request kept, in
-// an *Error) keeps its batch in memory: about 1.6 KB. Every batch is keyed afresh from the kernel, so a
-// process cloned from a memory snapshot repeats at most the keys left in the
-// batches it had.
+// an *Error) keeps its batch in memory: about 1.6 KB. Every batch is keyed
+// afresh from the kernel, so a process cloned from a memory snapshot repeats
+// at most the keys left in the batches it had.
 type keyBatch struct {
 	vals []string
 	next int

@@ -143,6 +143,32 @@ func TestReturnedTraceContextIsInert(t *testing.T) {
 	assert.ErrorIs(t, rctx.Err(), context.Canceled, "the caller's cancellation reaches it")
 }
 
+// release turns the call's trace off, whichever way it was attached: a hook
+// fired through it afterwards, directly or through a trace composed on it,
+// reaches no tracer.
+func TestReleaseUnhooksTheTrace(t *testing.T) {
+	callerTrace := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{})
+	for _, parent := range []context.Context{context.Background(), callerTrace} {
+		tr := newTracer()
+		c := &call{tracer: tr}
+		ctx, trace := tr.attach(parent)
+		c.trace = trace
+		var composedGets atomic.Int32
+		composed := httptrace.ContextClientTrace(httptrace.WithClientTrace(ctx,
+			&httptrace.ClientTrace{GetConn: func(string) { composedGets.Add(1) }}))
+
+		trace.GetConn("during")
+		require.Equal(t, traceGetConn, tr.flags.Load(), "the hooks report while the call runs")
+		c.release()
+		tr.flags.Store(0)
+		trace.GetConn("late")
+		trace.GotConn(httptrace.GotConnInfo{})
+		composed.GetConn("late")
+		assert.Zero(t, tr.flags.Load())
+		assert.Equal(t, int32(1), composedGets.Load(), "the composed trace still calls its own hook")
+	}
+}
+
 // tracingBase composes a ClientTrace of its own onto each request, as
 // instrumentation does, and keeps the last trace it composed.
 type tracingBase struct {
