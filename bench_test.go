@@ -68,3 +68,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 func ptr[T any](v T) *T { return &v }
 
 var _ = bytes.NewReader
+
+func BenchmarkNewKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		newKey()
+	}
+}

@@ -46,12 +46,13 @@ const (
 // Keys are not secrets (each is sent in clear to the provider, beside the
 // credentials that make it usable), so keys waiting in a batch need no more
 // care than keys in flight. A key kept for long (in a resp.Request kept, in
-// an *Error) keeps its batch in memory: about 1.6 KB. Every batch is keyed
-// afresh from the kernel, so a process cloned from a memory snapshot repeats
-// at most the keys left in the batches it had.
+// an *Error) keeps its batch's string and values in memory: about 1.6 KB.
+// Every batch is keyed afresh from the kernel, so a process cloned from a
+// memory snapshot repeats at most the keys left in the batches it had.
 type keyBatch struct {
-	vals []string
-	next int
+	vals   []string
+	next   int
+	stream mrand.ChaCha8 // reseeded for every batch; kept to spare its allocation
 }
 
 var keyBatches = sync.Pool{New: func() any { return new(keyBatch) }}
@@ -61,10 +62,10 @@ func (b *keyBatch) fill() {
 	if _, err := rand.Read(seed[:]); err != nil {
 		panic("payretry: crypto/rand failed: " + err.Error()) // crypto/rand.Read never fails (Go 1.24+)
 	}
-	stream := mrand.NewChaCha8(seed)
+	b.stream.Seed(seed)
 	clear(seed[:])
 	var raw [keysPerBatch * 16]byte
-	stream.Read(raw[:])
+	b.stream.Read(raw[:])
 	var text [keysPerBatch * keyLen]byte
 	for i := range keysPerBatch {
 		u := (*uuid.UUID)(raw[i*16 : (i+1)*16])
