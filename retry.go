@@ -39,11 +39,19 @@ type Transport struct {
 	limitSets []atomic.Pointer[[]Limit]
 	budget    *retryBudget
 
-	// Seams for tests; never nil.
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
-	rand  func() float64 // in [0, 1)
+	// Seams for tests; never nil. elapsed is the time since origin, read
+	// from the monotonic clock alone where now reads the wall clock too:
+	// it must agree with now.Sub(origin).
+	now     func() time.Time
+	elapsed func() time.Duration
+	sleep   func(ctx context.Context, d time.Duration) error
+	rand    func() float64 // in [0, 1)
 }
+
+// origin is the instant that Transport.elapsed counts from.
+var origin = time.Now()
+
+func sinceOrigin() time.Duration { return time.Since(origin) }
 
 // NewTransport returns a Transport that sends requests through base (nil means
 // [http.DefaultTransport]) with the retry rules of p. An invalid policy is an
@@ -56,7 +64,7 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	t := &Transport{base: base, p: p, now: time.Now, sleep: sleepCtx, rand: rand.Float64,
+	t := &Transport{base: base, p: p, now: time.Now, elapsed: sinceOrigin, sleep: sleepCtx, rand: rand.Float64,
 		budget: newRetryBudget(p.RetryBudgetRatio, p.RetryBudgetBurst)}
 	for c, r := range p.Rules {
 		t.rules[c] = r
@@ -85,8 +93,8 @@ type call struct {
 	t     *Transport
 	req   *http.Request // the caller's; never modified
 	ctx   context.Context
-	start time.Time
-	write bool // not a safe method: its outcome matters
+	start time.Duration // t.elapsed() when the call began; see sinceStart
+	write bool          // not a safe method: its outcome matters
 
 	header http.Header // header of the attempts, nil = req.Header
 
@@ -130,7 +138,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, c.fail(ClassCanceled, err)
 	}
-	c.start = t.now()
+	c.start = t.elapsed() // the monotonic clock alone: the wall is read when something needs it
 	if err := c.prepareBody(); err != nil {
 		return nil, c.fail(ClassOther, err)
 	}
@@ -305,6 +313,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// sinceStart returns the time from the call's start to now, a time read
+// from t.now.
+func (c *call) sinceStart(now time.Time) time.Duration {
+	return now.Sub(origin) - c.start
+}
+
 // refreshAuth lets the policy's hook change the headers of the retry after
 // a 401; the change holds for the rest of the call.
 func (c *call) refreshAuth() error {
@@ -332,7 +346,7 @@ func (c *call) newRequest() (r *http.Request, stop func() bool, cancel context.C
 	if p.AttemptTimeout > 0 || c.attempts > 1 {
 		timeout := p.MaxElapsedTime
 		if c.attempts > 1 || c.waited {
-			timeout -= c.t.now().Sub(c.start)
+			timeout -= c.t.elapsed() - c.start
 		}
 		if at := p.AttemptTimeout; at > 0 && at < timeout {
 			timeout = at

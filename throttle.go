@@ -82,6 +82,9 @@ const (
 	outageThreshold = 5
 	// probeInterval separates the probes sent to a scope that is down.
 	probeInterval = 100 * time.Millisecond
+	// probeYield delays, per attempt already made, a call's next ask for
+	// the probe (see call.throttle).
+	probeYield = 5 * time.Millisecond
 	// aimdDecrease multiplies the adaptive rate after a 429; each success
 	// adds aimdIncrease of it back.
 	aimdDecrease = 0.7
@@ -122,7 +125,7 @@ type scopeState struct {
 
 	// Sends in the current second and the rate of the previous one, to
 	// measure the sending rate; atomic because quiet Takes count too.
-	secStart atomic.Int64 // unix nanoseconds
+	secStart atomic.Int64 // unix nanoseconds, see sendTime
 	secSent  atomic.Int64
 	prevSec  atomic.Int64
 	_        [cacheLine]byte
@@ -172,9 +175,18 @@ func (l *localLimiter) scope(name string) *scopeState {
 	return s
 }
 
-// countSend counts a request sent at now, for the measured sending rate.
-func (s *scopeState) countSend(now time.Time) {
-	n := now.UnixNano()
+// sendTime returns the time of a send as countSend takes it: unix
+// nanoseconds, from the time since origin. A time.Now value gives its time
+// by the monotonic clock, as Transport.elapsed does, so that the two agree
+// even after the machine slept; a time without a monotonic reading (a test's
+// clock) gives its wall time.
+func sendTime(sinceOrigin time.Duration) int64 {
+	return origin.UnixNano() + int64(sinceOrigin)
+}
+
+// countSend counts a request sent at n (see sendTime), for the measured
+// sending rate.
+func (s *scopeState) countSend(n int64) {
 	start := s.secStart.Load()
 	if d := n - start; d >= int64(time.Second) && s.secStart.CompareAndSwap(start, n) {
 		sent := s.secSent.Swap(0)
@@ -247,8 +259,9 @@ func scopeProvider(scope string) string {
 // Take implements [Limiter].
 func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error) {
 	s := l.scope(scope)
+	sent := sendTime(now.Sub(origin)) // before notBefore, which drops the monotonic reading
 	if len(limits) == 0 && s.quiet.Load() {
-		s.countSend(now)
+		s.countSend(sent)
 		return 0, WaitNone, nil
 	}
 	now = l.notBefore(now)
@@ -293,7 +306,7 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		return wait, WaitRateLimit, nil
 	}
 	s.sent++
-	s.countSend(now)
+	s.countSend(sent)
 	if probe {
 		s.nextProbe = now.Add(probeInterval)
 		return 0, WaitOutage, nil
@@ -488,14 +501,24 @@ func (t *Transport) limitSet(mask uint64) []Limit {
 // no budget. The error, an *Error, says why no attempt can be made.
 func (c *call) throttle() (outage bool, err error) {
 	t := c.t
-	ctx := c.req.Context()
-	now := c.start
-	if c.attempts > 0 || c.waited {
-		now = t.now() // a limiter must not be told an earlier time than it was
-	}
-	if _, local := t.p.Limiter.(*localLimiter); !local {
+	local, _ := t.p.Limiter.(*localLimiter)
+	if local == nil {
 		c.waited = true // a shared limiter may take a while to answer
+	} else if c.attempts == 0 && len(c.limits) == 0 {
+		// What Take would do for a first attempt that no limit applies
+		// to, when the scope has nothing to enforce, without the wall
+		// clock it does not need then.
+		if s := local.scope(c.scope); s.quiet.Load() {
+			at := c.start
+			if c.waited {
+				at = t.elapsed()
+			}
+			s.countSend(sendTime(at))
+			return false, nil
+		}
 	}
+	ctx := c.req.Context()
+	now := t.now()
 	for {
 		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
 		if lerr != nil {
@@ -512,6 +535,15 @@ func (c *call) throttle() (outage bool, err error) {
 		}
 		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
 			return outage, c.fail(ClassServerError, ErrCircuitOpen)
+		}
+		if src == WaitOutage {
+			// The next probe goes to the first call that asks once this
+			// wait is over, and a failed probe costs its call an attempt.
+			// A call asks later by probeYield for each attempt it made,
+			// so that the probe goes to the call with the most attempts
+			// left, and a payment that has used them all but one is not
+			// spent on a provider that is still down.
+			d += time.Duration(c.attempts) * probeYield
 		}
 		if c.tooLate(now, d) != "" {
 			if src == WaitOutage {
@@ -531,7 +563,7 @@ func (c *call) throttle() (outage bool, err error) {
 
 // tooLate returns why a wait of d from now cannot be made, or "".
 func (c *call) tooLate(now time.Time, d time.Duration) string {
-	if now.Add(d).After(c.start.Add(c.t.p.MaxElapsedTime)) {
+	if c.sinceStart(now)+d > c.t.p.MaxElapsedTime {
 		return "wait would pass MaxElapsedTime"
 	}
 	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
@@ -546,19 +578,20 @@ func (c *call) observe(resp *http.Response, class Class) {
 		return // says nothing about the provider
 	}
 	sig := Signal{Limit: -1, Remaining: -1}
-	var now time.Time
-	if class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header) {
-		now = c.start // nothing time-related to read: spare a clock read
-	} else {
-		now = c.t.now()
-		if resp != nil {
-			sig = ParseSignal(resp.Header, now)
-			if resp.StatusCode < 400 {
-				// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay
-				// before following the redirect; with a 2xx it is a
-				// polling hint. Neither says the quota is spent.
-				sig.RetryAt = time.Time{}
-			}
+	plain := class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header)
+	if plain {
+		if l, ok := c.t.p.Limiter.(*localLimiter); ok && l.scope(c.scope).quiet.Load() {
+			return // what Observe would do with it, without a clock read
+		}
+	}
+	now := c.t.now()
+	if resp != nil && !plain {
+		sig = ParseSignal(resp.Header, now)
+		if resp.StatusCode < 400 {
+			// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay before
+			// following the redirect; with a 2xx it is a polling hint.
+			// Neither says the quota is spent.
+			sig.RetryAt = time.Time{}
 		}
 	}
 	switch class {

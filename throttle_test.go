@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -245,6 +246,40 @@ func TestRetryBudgetRefundsSuccessfulRetries(t *testing.T) {
 	assert.True(t, off.spend())
 }
 
+// A first attempt on a scope with nothing to enforce reads only the
+// monotonic clock; the wall clock is read once something needs it (a
+// failure here).
+func TestQuietCallsReadNoWallClock(t *testing.T) {
+	s := newScript(t, status(200, ""), status(200, ""), status(503, ""), status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	var wall int
+	tr.now = func() time.Time { wall++; return clk.Now() }
+	for range 2 {
+		resp, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	assert.Zero(t, wall)
+	_, err := getOnce(t, tr, s.URL) // a 503: the scope is no longer quiet
+	require.NoError(t, err)
+	assert.Equal(t, 1, wall, "the failure is observed at a time")
+	_, err = getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 3, wall, "Take and Observe while the scope is not quiet")
+}
+
+// The sends counted without the wall clock (sinceOrigin) and those counted
+// from a time.Now that Take was given fall on one time line, and a time
+// without a monotonic reading (a test's clock) counts at its wall time.
+func TestSendTimesAgree(t *testing.T) {
+	fast := sendTime(sinceOrigin())
+	slow := sendTime(time.Now().Sub(origin))
+	assert.InDelta(t, fast, slow, float64(time.Second))
+	assert.LessOrEqual(t, fast, slow)
+	assert.Equal(t, t0.UnixNano(), sendTime(t0.Sub(origin)))
+	assert.Equal(t, t0.Add(time.Second).UnixNano(), sendTime(t0.Add(time.Second).Sub(origin)))
+}
+
 func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 	handlers := []http.HandlerFunc{}
 	for range outageThreshold + 1 {
@@ -276,6 +311,35 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, []time.Duration{probeInterval, probeInterval}, clk.Waits(), "no wait once up")
 	assert.Len(t, s.Requests(), outageThreshold+3)
+}
+
+// A failed probe costs its call an attempt: a call asks for the probe later
+// by probeYield for each attempt it made, so that the probe goes to the call
+// with the most attempts left (a new one), not to one that it would leave
+// with none.
+func TestOutageProbeGoesToTheCallWithMostAttemptsLeft(t *testing.T) {
+	s := newScript(t, status(503, ""))
+	const backoff = 10 * time.Millisecond
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: outageThreshold + 1,
+		InitialInterval: backoff, Multiplier: 1})
+	resp, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 503, resp.StatusCode)
+	require.Len(t, s.Requests(), outageThreshold+1)
+	// Down after the fifth failure: the sixth attempt waits out its backoff,
+	// then the rest of the probe interval and its yield.
+	want := slices.Repeat([]time.Duration{backoff}, outageThreshold)
+	want = append(want, 115*time.Millisecond) // 100 ms - 10 ms + 5 attempts × 5 ms
+	assert.Equal(t, want, clk.Waits())
+
+	// A new call asks without a yield.
+	ctx, cancel := context.WithCancel(context.Background())
+	tr.p.OnAttempt = func(Attempt) { cancel() } // one attempt is enough to see
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	if resp, err := tr.RoundTrip(req); err == nil {
+		resp.Body.Close()
+	}
+	assert.Equal(t, probeInterval, clk.Waits()[len(want)])
 }
 
 func TestOutageHoldPastDeadline(t *testing.T) {
