@@ -1,7 +1,6 @@
 package payretry
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"strings"
@@ -23,21 +22,24 @@ func (memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 var payload = `{"reference":"bench-0001","amount":4999,"currency":"USD","customer":"cus_123456789","description":"benchmark payment of two hundred bytes","metadata":{"order":"A-1"}}`
 
 func BenchmarkRoundTrip(b *testing.B) {
+	generic := &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}
 	for _, c := range []struct {
 		name   string
 		method string
-		base   http.RoundTripper
+		key    string // the caller's Idempotency-Key; "" for none
 		policy *Policy
 	}{
-		{"method=GET/client=bare", http.MethodGet, memTransport{}, nil},
-		{"method=GET/client=payretry", http.MethodGet, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
-		{"method=POST/client=bare", http.MethodPost, memTransport{}, nil},
-		{"method=POST/client=payretry", http.MethodPost, memTransport{}, &Policy{Name: "b", IdempotencyHeader: "Idempotency-Key"}},
-		{"method=POST/client=smartretry", http.MethodPost, memTransport{}, ptr(SmartRetry())},
+		{"method=GET/key=none/client=bare", http.MethodGet, "", nil},
+		{"method=GET/key=none/client=payretry", http.MethodGet, "", generic},
+		{"method=POST/key=none/client=bare", http.MethodPost, "", nil},
+		{"method=POST/key=none/client=payretry", http.MethodPost, "", generic},
+		{"method=POST/key=caller/client=bare", http.MethodPost, "5f0c1a52-8d9e-4c43-b1a7-3e6d2f9b8c10", nil},
+		{"method=POST/key=caller/client=payretry", http.MethodPost, "5f0c1a52-8d9e-4c43-b1a7-3e6d2f9b8c10", generic},
+		{"method=POST/key=none/client=smartretry", http.MethodPost, "", ptr(SmartRetry())},
 	} {
-		rt := c.base
+		var rt http.RoundTripper = memTransport{}
 		if c.policy != nil {
-			tr, err := NewTransport(c.base, *c.policy)
+			tr, err := NewTransport(rt, *c.policy)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -55,6 +57,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 				if body != nil {
 					req.Header.Set("Content-Type", "application/json")
 				}
+				if c.key != "" {
+					req.Header.Set("Idempotency-Key", c.key)
+				}
 				resp, err := rt.RoundTrip(req)
 				if err != nil {
 					b.Fatal(err)
@@ -66,8 +71,6 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-var _ = bytes.NewReader
 
 func BenchmarkNewKey(b *testing.B) {
 	b.ReportAllocs()

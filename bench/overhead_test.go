@@ -18,7 +18,10 @@ import (
 //
 // base=loopback sends a POST over a real http.Transport to an httptest
 // server; base=inmem hands a POST or a GET to a RoundTripper that returns a
-// canned 200 without sockets.
+// canned 200 without sockets. key=none is a call without an
+// Idempotency-Key (payretry makes one for a POST; the peers send none);
+// key=caller is a POST that carries the caller's own, the same for every
+// client.
 
 var okBody = []byte(`{"id":"txn_bench","status":"approved"}`)
 
@@ -50,8 +53,9 @@ func okHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(okBody)
 }
 
-// call sends one request through rt and reads the whole answer.
-func call(rt http.RoundTripper, method, url string, body []byte) error {
+// call sends one request through rt and reads the whole answer. A non-empty
+// key is sent as the request's Idempotency-Key.
+func call(rt http.RoundTripper, method, url string, body []byte, key string) error {
 	var rd io.Reader
 	if method == http.MethodPost {
 		rd = bytes.NewReader(body)
@@ -63,6 +67,9 @@ func call(rt http.RoundTripper, method, url string, body []byte) error {
 	req.Header.Set("Authorization", "Bearer "+APIKey)
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
@@ -77,14 +84,18 @@ func call(rt http.RoundTripper, method, url string, body []byte) error {
 }
 
 type overheadCase struct {
-	base, method string
+	base, method, key string
 }
 
 var overheadCases = []overheadCase{
-	{"loopback", http.MethodPost},
-	{"inmem", http.MethodPost},
-	{"inmem", http.MethodGet},
+	{"loopback", http.MethodPost, "none"},
+	{"inmem", http.MethodPost, "none"},
+	{"inmem", http.MethodPost, "caller"},
+	{"inmem", http.MethodGet, "none"},
 }
+
+// callerKey is the Idempotency-Key of the key=caller cases.
+const callerKey = "5f0c1a52-8d9e-4c43-b1a7-3e6d2f9b8c10"
 
 func BenchmarkOverhead(b *testing.B)         { benchOverhead(b, false) }
 func BenchmarkOverheadParallel(b *testing.B) { benchOverhead(b, true) }
@@ -93,7 +104,11 @@ func benchOverhead(b *testing.B, parallel bool) {
 	body := PaymentBody("pay-000001")
 	for _, oc := range overheadCases {
 		for _, client := range Peers {
-			name := fmt.Sprintf("base=%s/method=%s/client=%s", oc.base, oc.method, client)
+			name := fmt.Sprintf("base=%s/method=%s/key=%s/client=%s", oc.base, oc.method, oc.key, client)
+			key := ""
+			if oc.key == "caller" {
+				key = callerKey
+			}
 			b.Run(name, func(b *testing.B) {
 				var base http.RoundTripper = cannedRT{}
 				url := "http://provider.invalid" + PaymentPath
@@ -108,14 +123,14 @@ func benchOverhead(b *testing.B, parallel bool) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := call(rt, oc.method, url, body); err != nil { // warm the connection
+				if err := call(rt, oc.method, url, body, key); err != nil { // warm the connection
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				if !parallel {
 					for b.Loop() {
-						if err := call(rt, oc.method, url, body); err != nil {
+						if err := call(rt, oc.method, url, body, key); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -123,7 +138,7 @@ func benchOverhead(b *testing.B, parallel bool) {
 				}
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if err := call(rt, oc.method, url, body); err != nil {
+						if err := call(rt, oc.method, url, body, key); err != nil {
 							b.Error(err)
 							return
 						}
