@@ -112,7 +112,8 @@ type Policy struct {
 	// provider is down (5 failures in a row), requests fail at once with
 	// [ErrCircuitOpen] instead of waiting for a probe, and one probe goes
 	// through after each cool-down. 0 means requests wait (within their
-	// deadline) while a probe every 100ms finds out when the provider is back.
+	// deadline) while a probe every 100ms finds out when the provider is back;
+	// the probe goes to the waiting call with the most attempts left.
 	BreakerCoolDown time.Duration
 
 	// OnAttempt, if set, is called after every attempt with what happened
