@@ -185,13 +185,20 @@ func sendTime(sinceOrigin time.Duration) int64 {
 }
 
 // countSend counts a request sent at n (see sendTime), for the measured
-// sending rate.
+// sending rate. A time a second or more before the current second's start
+// starts a new second too: a caller of Take whose times are on another line
+// (wall times, after the machine slept) makes the rate read low for a
+// second, never stops it from being measured.
 func (s *scopeState) countSend(n int64) {
 	start := s.secStart.Load()
-	if d := n - start; d >= int64(time.Second) && s.secStart.CompareAndSwap(start, n) {
+	d := n - start
+	if d < 0 {
+		d = -d
+	}
+	if d >= int64(time.Second) && s.secStart.CompareAndSwap(start, n) {
 		sent := s.secSent.Swap(0)
 		if d >= 2*int64(time.Second) {
-			sent = 0 // idle for a second or more
+			sent = 0 // idle for a second or more, or another time line
 		}
 		s.prevSec.Store(sent)
 	}
@@ -536,15 +543,6 @@ func (c *call) throttle() (outage bool, err error) {
 		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
 			return outage, c.fail(ClassServerError, ErrCircuitOpen)
 		}
-		if src == WaitOutage {
-			// The next probe goes to the first call that asks once this
-			// wait is over, and a failed probe costs its call an attempt.
-			// A call asks later by probeYield for each attempt it made,
-			// so that the probe goes to the call with the most attempts
-			// left, and a payment that has used them all but one is not
-			// spent on a provider that is still down.
-			d += time.Duration(c.attempts) * probeYield
-		}
 		if c.tooLate(now, d) != "" {
 			if src == WaitOutage {
 				return outage, c.fail(ClassServerError, ErrUnavailable)
@@ -552,6 +550,16 @@ func (c *call) throttle() (outage bool, err error) {
 			e := c.fail(ClassRateLimited, ErrThrottled)
 			e.RetryAt = now.Add(d)
 			return outage, e
+		}
+		if y := time.Duration(c.attempts) * probeYield; src == WaitOutage && c.tooLate(now, d+y) == "" {
+			// The next probe goes to the first call that asks once this
+			// wait is over, and a failed probe costs its call an attempt.
+			// A call asks later by probeYield for each attempt it made,
+			// so that the probe goes to the call with the most attempts
+			// left: a payment does not spend its last attempt on a
+			// provider that may still be down while others could. It
+			// yields only within its bounds: alone, it still probes.
+			d += y
 		}
 		if serr := t.sleep(ctx, d); serr != nil {
 			return outage, c.fail(ClassCanceled, serr)

@@ -268,16 +268,78 @@ func TestQuietCallsReadNoWallClock(t *testing.T) {
 	assert.Equal(t, 3, wall, "Take and Observe while the scope is not quiet")
 }
 
-// The sends counted without the wall clock (sinceOrigin) and those counted
-// from a time.Now that Take was given fall on one time line, and a time
-// without a monotonic reading (a test's clock) counts at its wall time.
-func TestSendTimesAgree(t *testing.T) {
+// sendTime puts a time since origin on the unix time line: read from the
+// monotonic clock alone (sinceOrigin) or from a time.Now, it is the same
+// instant; a time without a monotonic reading (a test's clock) counts at its
+// wall time.
+func TestSendTimes(t *testing.T) {
 	fast := sendTime(sinceOrigin())
 	slow := sendTime(time.Now().Sub(origin))
 	assert.InDelta(t, fast, slow, float64(time.Second))
 	assert.LessOrEqual(t, fast, slow)
 	assert.Equal(t, t0.UnixNano(), sendTime(t0.Sub(origin)))
 	assert.Equal(t, t0.Add(time.Second).UnixNano(), sendTime(t0.Add(time.Second).Sub(origin)))
+}
+
+// Sends counted by the transport's quiet path and by Take fall in the same
+// seconds.
+func TestSendsCountInOneSecondWhicheverPathCountedThem(t *testing.T) {
+	s := newScript(t, status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	l := tr.p.Limiter.(*localLimiter)
+	for range 3 {
+		_, err := getOnce(t, tr, s.URL) // quiet: the transport counts
+		require.NoError(t, err)
+	}
+	for range 2 {
+		d, _, err := l.Take(context.Background(), "p", nil, clk.Now()) // Take counts
+		require.NoError(t, err)
+		require.Zero(t, d)
+	}
+	st := l.scope("p")
+	assert.EqualValues(t, 5, st.secSent.Load())
+	clk.Sleep(context.Background(), 1500*time.Millisecond)
+	_, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.EqualValues(t, 5, st.prevSec.Load(), "the second before")
+	assert.EqualValues(t, 1, st.secSent.Load())
+}
+
+// A send a second or more before the current second (a time on another line)
+// starts a new second rather than piling into the current one for good.
+func TestCountSendAcrossTimeLines(t *testing.T) {
+	var s scopeState
+	base := t0.UnixNano()
+	for range 3 {
+		s.countSend(base)
+	}
+	s.countSend(base + int64(1500*time.Millisecond))
+	assert.EqualValues(t, 3, s.prevSec.Load())
+	behind := base - int64(10*time.Second)
+	s.countSend(behind)
+	assert.EqualValues(t, 0, s.prevSec.Load(), "another time line: no rate from it")
+	assert.EqualValues(t, 1, s.secSent.Load(), "a new second, not a count that keeps growing")
+	s.countSend(behind + int64(1200*time.Millisecond))
+	assert.EqualValues(t, 1, s.prevSec.Load())
+}
+
+// Alone, a call does not yield the probe past its bounds: the yield would
+// take it past MaxElapsedTime (5 × 10 ms + 90 ms + 25 ms > 160 ms), so it
+// probes when the probe is due.
+func TestOutageProbeYieldStaysWithinTheCallsBounds(t *testing.T) {
+	handlers := []http.HandlerFunc{}
+	for range outageThreshold {
+		handlers = append(handlers, status(503, ""))
+	}
+	handlers = append(handlers, status(200, ""))
+	s := newScript(t, handlers...)
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: outageThreshold + 1,
+		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 160 * time.Millisecond})
+	resp, err := getOnce(t, tr, s.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Len(t, s.Requests(), outageThreshold+1)
+	assert.Equal(t, 90*time.Millisecond, clk.Waits()[outageThreshold])
 }
 
 func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
