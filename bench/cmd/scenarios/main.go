@@ -79,7 +79,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of each client in each scenario; tables show medians")
 	which := flag.String("scenario", "all", "goodput, outage, duplicates or all")
 	asJSON := flag.Bool("json", false, "print the raw results and medians as JSON instead of markdown")
-	raw := flag.String("raw", filepath.Join("results", "scenarios.json"), "file for the raw results (JSON); empty for none")
+	raw := flag.String("raw", "", "file for the raw results (JSON), such as results/scenarios.json (bench/run writes that one); empty for none")
 	flag.Parse()
 	if *runs < 1 {
 		fatal(fmt.Errorf("-runs must be at least 1"))
