@@ -113,7 +113,8 @@ type Policy struct {
 	// [ErrCircuitOpen] instead of waiting for a probe, and one probe goes
 	// through after each cool-down. 0 means requests wait (within their
 	// deadline) while a probe every 100ms finds out when the provider is back;
-	// the probe goes to the waiting call with the most attempts left.
+	// the probe goes to the waiting call with the most attempts left, as far
+	// as the calls' MaxElapsedTime and deadlines allow.
 	BreakerCoolDown time.Duration
 
 	// OnAttempt, if set, is called after every attempt with what happened

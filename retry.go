@@ -38,6 +38,7 @@ type Transport struct {
 	// on first use; nil when the policy has too many limits to keep them.
 	limitSets []atomic.Pointer[[]Limit]
 	budget    *retryBudget
+	local     *localLimiter // p.Limiter when it is the in-process one
 
 	// Seams for tests; never nil. elapsed is the time since origin, read
 	// from the monotonic clock alone where now reads the wall clock too:
@@ -66,6 +67,7 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 	}
 	t := &Transport{base: base, p: p, now: time.Now, elapsed: sinceOrigin, sleep: sleepCtx, rand: rand.Float64,
 		budget: newRetryBudget(p.RetryBudgetRatio, p.RetryBudgetBurst)}
+	t.local, _ = p.Limiter.(*localLimiter)
 	for c, r := range p.Rules {
 		t.rules[c] = r
 	}
@@ -105,8 +107,9 @@ type call struct {
 	replayable bool
 	first      io.ReadCloser // body of the first attempt when not req.Body
 
-	scope  string  // limiter scope
-	limits []Limit // client-side limits that apply
+	scope  string      // limiter scope
+	state  *scopeState // its state in the in-process limiter; set by throttle
+	limits []Limit     // client-side limits that apply
 
 	key       string // key carried; "" if none
 	keyPinned bool   // an attempt had an unknown outcome: the key must not change

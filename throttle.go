@@ -508,19 +508,21 @@ func (t *Transport) limitSet(mask uint64) []Limit {
 // no budget. The error, an *Error, says why no attempt can be made.
 func (c *call) throttle() (outage bool, err error) {
 	t := c.t
-	local, _ := t.p.Limiter.(*localLimiter)
-	if local == nil {
+	if t.local == nil {
 		c.waited = true // a shared limiter may take a while to answer
-	} else if c.attempts == 0 && len(c.limits) == 0 {
-		// What Take would do for a first attempt that no limit applies
-		// to, when the scope has nothing to enforce, without the wall
-		// clock it does not need then.
-		if s := local.scope(c.scope); s.quiet.Load() {
+	} else {
+		if c.state == nil {
+			c.state = t.local.scope(c.scope)
+		}
+		if c.attempts == 0 && len(c.limits) == 0 && c.state.quiet.Load() {
+			// What Take would do for a first attempt that no limit
+			// applies to, when the scope has nothing to enforce, without
+			// the wall clock it does not need then.
 			at := c.start
 			if c.waited {
 				at = t.elapsed()
 			}
-			s.countSend(sendTime(at))
+			c.state.countSend(sendTime(at))
 			return false, nil
 		}
 	}
@@ -587,10 +589,8 @@ func (c *call) observe(resp *http.Response, class Class) {
 	}
 	sig := Signal{Limit: -1, Remaining: -1}
 	plain := class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header)
-	if plain {
-		if l, ok := c.t.p.Limiter.(*localLimiter); ok && l.scope(c.scope).quiet.Load() {
-			return // what Observe would do with it, without a clock read
-		}
+	if plain && c.state != nil && c.state.quiet.Load() {
+		return // what Observe would do with it, without a clock read
 	}
 	now := c.t.now()
 	if resp != nil && !plain {

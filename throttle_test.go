@@ -15,6 +15,16 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// failingThenOK returns n handlers that answer code, then one that answers
+// 200.
+func failingThenOK(code, n int) []http.HandlerFunc {
+	handlers := make([]http.HandlerFunc, 0, n+1)
+	for range n {
+		handlers = append(handlers, status(code, ""))
+	}
+	return append(handlers, status(200, ""))
+}
+
 func getOnce(t *testing.T, tr *Transport, url string) (*http.Response, error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -327,12 +337,7 @@ func TestCountSendAcrossTimeLines(t *testing.T) {
 // take it past MaxElapsedTime (5 × 10 ms + 90 ms + 25 ms > 160 ms), so it
 // probes when the probe is due.
 func TestOutageProbeYieldStaysWithinTheCallsBounds(t *testing.T) {
-	handlers := []http.HandlerFunc{}
-	for range outageThreshold {
-		handlers = append(handlers, status(503, ""))
-	}
-	handlers = append(handlers, status(200, ""))
-	s := newScript(t, handlers...)
+	s := newScript(t, failingThenOK(503, outageThreshold)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: outageThreshold + 1,
 		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 160 * time.Millisecond})
 	resp, err := getOnce(t, tr, s.URL)
@@ -343,12 +348,7 @@ func TestOutageProbeYieldStaysWithinTheCallsBounds(t *testing.T) {
 }
 
 func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
-	handlers := []http.HandlerFunc{}
-	for range outageThreshold + 1 {
-		handlers = append(handlers, status(503, ""))
-	}
-	handlers = append(handlers, status(200, ""))
-	s := newScript(t, handlers...)
+	s := newScript(t, failingThenOK(503, outageThreshold+1)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
 	var sources []WaitSource
 	for range outageThreshold {
@@ -421,12 +421,7 @@ func TestOutageHoldPastDeadline(t *testing.T) {
 }
 
 func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
-	handlers := []http.HandlerFunc{}
-	for range outageThreshold {
-		handlers = append(handlers, status(500, ""))
-	}
-	handlers = append(handlers, status(200, ""))
-	s := newScript(t, handlers...)
+	s := newScript(t, failingThenOK(500, outageThreshold)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, BreakerCoolDown: 2 * time.Second})
 	for range outageThreshold {
 		_, err := getOnce(t, tr, s.URL)
