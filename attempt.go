@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 )
 
@@ -35,6 +36,7 @@ func (s WaitSource) String() string {
 // Attempt describes one attempt of a logical call, for Policy.OnAttempt.
 type Attempt struct {
 	Provider       string // Policy.Name
+	Operation      string // the caller's operation id (see WithOperation); "" if none
 	Number         int    // 1 for the first attempt
 	Method         string
 	Class          Class
@@ -42,10 +44,30 @@ type Attempt struct {
 	Code           string // provider's error code from the body, if any
 	Err            error  // transport error, when no response was received
 	IdempotencyKey string // key this attempt carried ("" if none)
-	Retry          bool   // another attempt follows
-	Wait           time.Duration
-	WaitSource     WaitSource
-	Reason         string // why no attempt follows, when Retry is false and the call failed
+
+	Start    time.Time     // when the attempt was sent
+	Duration time.Duration // from Start until its response headers or its error
+	// Hold is how long the limiter held the attempt before it was sent (a
+	// spent quota, a token bucket, a 429's Retry-After, an outage), and
+	// HoldSource why; WaitNone when it was not held.
+	Hold       time.Duration
+	HoldSource WaitSource
+
+	Retry      bool          // another attempt follows
+	Wait       time.Duration // before the next attempt, when Retry
+	WaitSource WaitSource
+	// Reason says why no attempt follows, when Retry is false and the
+	// attempt failed: errors.Is matches one of ErrNotRetryable,
+	// ErrRetriesExhausted, ErrUnsafeRetry, ErrCompliance, ErrWaitTooLong,
+	// ErrRetryBudget, ErrBodyNotReplayable, or the context's error.
+	Reason error
+	// OutcomeUnknown is true when the attempt failed and an attempt of the
+	// call may have executed a write without a definitive answer; with
+	// Retry false, the call ends so: reconcile before acting again.
+	OutcomeUnknown bool
+	// Request is the request the attempt sent, for its context (a hook
+	// reaches the call's trace through it). It must not be modified.
+	Request *http.Request
 }
 
 // report calls the attempt hook and logs retries and failed calls.
@@ -84,8 +106,10 @@ func (c *call) report(a Attempt) {
 	if a.Retry {
 		attrs = append(attrs, slog.Duration("wait", a.Wait), slog.String("wait_source", a.WaitSource.String()))
 	} else {
-		attrs = append(attrs, slog.String("reason", a.Reason))
-		if c.write && c.unknown {
+		if a.Reason != nil {
+			attrs = append(attrs, slog.String("reason", a.Reason.Error()))
+		}
+		if a.OutcomeUnknown {
 			attrs = append(attrs, slog.Bool("outcome_unknown", true))
 		}
 	}

@@ -10,10 +10,10 @@ import (
 
 // waitFor returns the wait before the next attempt, or the reason not to
 // make it.
-func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSource, string) {
+func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSource, error) {
 	p := &c.t.p
 	if class == ClassUnauthorized {
-		return 0, WaitNone, ""
+		return 0, WaitNone, nil
 	}
 	now := c.t.now()
 	var d time.Duration
@@ -21,7 +21,7 @@ func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSou
 	if resp != nil {
 		if ra, ok := retryAfter(resp.Header, now); ok {
 			if ra > p.MaxRetryAfter {
-				return ra, WaitRetryAfter, "Retry-After exceeds MaxRetryAfter"
+				return ra, WaitRetryAfter, ErrWaitTooLong
 			}
 			d, src = ra, WaitRetryAfter
 		}
@@ -34,10 +34,10 @@ func (c *call) waitFor(class Class, resp *http.Response) (time.Duration, WaitSou
 		}
 		d = max(d, rule.MinWait)
 	}
-	if reason := c.tooLate(now, d); reason != "" {
-		return d, src, reason
+	if c.tooLate(now, d) {
+		return d, src, ErrWaitTooLong
 	}
-	return d, src, ""
+	return d, src, nil
 }
 
 // backoff returns the next exponential interval with jitter drawn from the

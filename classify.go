@@ -298,27 +298,27 @@ func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, b
 
 // mayRetry applies the policy's rule and the invariants that no rule can
 // lift. It returns the reason when no retry may follow.
-func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (bool, string) {
+func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (bool, error) {
 	rule := c.t.rules[class]
 	switch {
 	case class == ClassCanceled:
-		return false, "context done"
+		return false, c.req.Context().Err()
 	case !rule.Retry:
-		return false, "not retryable"
+		return false, ErrNotRetryable
 	case class == ClassUnauthorized && (c.t.p.RefreshAuth == nil || c.refreshed):
-		return false, "no auth refresh"
+		return false, ErrNotRetryable
 	case len(rule.Statuses) > 0 && resp != nil && !slices.Contains(rule.Statuses, resp.StatusCode):
-		return false, "status not retryable"
+		return false, ErrNotRetryable
 	case c.write && c.key == "" && class != ClassNetwork && class != ClassUnauthorized:
-		return false, "write without idempotency key"
+		return false, ErrUnsafeRetry
 	case isCompliance(code, msg):
-		return false, "compliance review"
+		return false, ErrCompliance
 	case c.attempts >= c.t.p.MaxAttempts:
-		return false, "retries exhausted"
+		return false, ErrRetriesExhausted
 	case !c.t.budget.has():
-		return false, reasonBudget
+		return false, ErrRetryBudget
 	case !c.replayable:
-		return false, reasonBody
+		return false, ErrBodyNotReplayable
 	}
-	return true, ""
+	return true, nil
 }

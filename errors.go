@@ -40,6 +40,27 @@ var ErrCircuitOpen = errors.New("payretry: circuit open")
 // transport's retry budget (Policy.RetryBudgetRatio) was spent.
 var ErrRetryBudget = errors.New("payretry: retry budget spent")
 
+// ErrNotRetryable is the reason (see [Attempt].Reason) when the policy does
+// not retry the attempt's class or status, or the failure is permanent (a
+// certificate that fails verification).
+var ErrNotRetryable = errors.New("payretry: not retryable")
+
+// ErrRetriesExhausted is the reason when Policy.MaxAttempts were made.
+var ErrRetriesExhausted = errors.New("payretry: retries exhausted")
+
+// ErrUnsafeRetry is the reason when a write without an idempotency key may
+// have reached the provider: sending it again could execute it twice.
+var ErrUnsafeRetry = errors.New("payretry: write without idempotency key may have executed")
+
+// ErrCompliance is the reason when the provider reports a compliance review
+// or a request for information, which no policy retries.
+var ErrCompliance = errors.New("payretry: compliance review")
+
+// ErrWaitTooLong is the reason when the wait before a retry would pass
+// Policy.MaxRetryAfter (a provider's Retry-After), Policy.MaxElapsedTime or
+// the context's deadline.
+var ErrWaitTooLong = errors.New("payretry: wait too long")
+
 type attemptTimeoutError struct{}
 
 func (attemptTimeoutError) Error() string   { return "payretry: attempt timed out" }

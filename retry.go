@@ -84,12 +84,6 @@ func NewTransport(base http.RoundTripper, p Policy) (*Transport, error) {
 // it does not change the Transport.
 func (t *Transport) Policy() Policy { return t.p.clone() }
 
-// Reasons, in Attempt.Reason, that also shape the returned error.
-const (
-	reasonBudget = "retry budget spent"
-	reasonBody   = "body not replayable"
-)
-
 // call is the state of one logical call.
 type call struct {
 	t     *Transport
@@ -111,14 +105,16 @@ type call struct {
 	state  *scopeState // its state in the in-process limiter; set by throttle
 	limits []Limit     // client-side limits that apply
 
-	key       string // key carried; "" if none
-	keyPinned bool   // an attempt had an unknown outcome: the key must not change
-	unknown   bool   // a write may have reached the provider
-	attempts  int
-	refreshed bool
-	paid      bool // this attempt is a retry paid from the budget
-	waited    bool // time passed before the first attempt: a limiter's hold, a body read
-	rekeyNext bool // the next attempt, if made, carries a new key
+	key        string // key carried; "" if none
+	keyPinned  bool   // an attempt had an unknown outcome: the key must not change
+	unknown    bool   // a write may have reached the provider
+	attempts   int
+	refreshed  bool
+	paid       bool          // this attempt is a retry paid from the budget
+	hold       time.Duration // how long the limiter held this attempt
+	holdSource WaitSource
+	waited     bool // time passed before the first attempt: a limiter's hold, a body read
+	rekeyNext  bool // the next attempt, if made, carries a new key
 
 	tracer *tracer                // what the wire saw; writes only
 	trace  *httptrace.ClientTrace // the call's, reporting to tracer
@@ -210,6 +206,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c.tracer != nil {
 			c.tracer.flags.Store(0)
 		}
+		var sent time.Time
+		if t.p.OnAttempt != nil {
+			sent = t.now()
+		}
 		resp, err := t.base.RoundTrip(areq)
 		if err != nil && resp != nil {
 			resp.Body.Close()
@@ -263,7 +263,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		a := Attempt{
 			Provider: t.p.Name, Number: c.attempts, Method: req.Method, Class: class,
-			Code: code, Err: err, IdempotencyKey: c.key,
+			Code: code, Err: err, IdempotencyKey: c.key, Start: sent, Hold: c.hold, HoldSource: c.holdSource,
+			Request: areq,
+		}
+		if !sent.IsZero() {
+			a.Duration = t.now().Sub(sent)
 		}
 		if resp != nil {
 			a.StatusCode = resp.StatusCode
@@ -272,14 +276,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			a.Retry, a.Reason = c.mayRetry(class, resp, code, msg)
 			if a.Retry {
 				a.Wait, a.WaitSource, a.Reason = c.waitFor(class, resp)
-				a.Retry = a.Reason == ""
+				a.Retry = a.Reason == nil
 			}
 			if a.Retry && class == ClassUnauthorized {
 				if rerr := c.refreshAuth(); rerr != nil {
-					a.Retry, a.Reason = false, "auth refresh failed"
+					a.Retry, a.Reason = false, rerr
 				}
 			}
 		}
+		a.OutcomeUnknown = class != ClassSuccess && c.write && (c.unknown || resp != nil && c.t.rules[class].OutcomeUnknown && c.key != "")
 		c.report(a)
 		if !a.Retry {
 			if resp != nil {
@@ -289,9 +294,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				cancel(nil)
 			}
 			switch a.Reason {
-			case reasonBody:
+			case ErrBodyNotReplayable:
 				err = joinBodyErr(err)
-			case reasonBudget:
+			case ErrRetryBudget:
 				err = budgetErr(err)
 			}
 			return nil, c.fail(class, err)

@@ -146,7 +146,7 @@ func TestRetryAfterBeyondMaxReturnsAtOnce(t *testing.T) {
 	assert.Len(t, s.Requests(), 1)
 	assert.Empty(t, clk.Waits(), "neither waited out nor shortened")
 	assert.Equal(t, "slow down", readAll(t, resp))
-	assert.Equal(t, "Retry-After exceeds MaxRetryAfter", last.Reason)
+	assert.ErrorIs(t, last.Reason, ErrWaitTooLong)
 }
 
 func TestWaitPastMaxElapsedTimeReturnsAtOnce(t *testing.T) {
@@ -422,7 +422,7 @@ func TestBodyReplay(t *testing.T) {
 		reqs := s.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, body, string(reqs[0].Body), "sent whole")
-		assert.Equal(t, "body not replayable", last.Reason)
+		assert.ErrorIs(t, last.Reason, ErrBodyNotReplayable)
 	})
 	t.Run("too large with a network error reports the body", func(t *testing.T) {
 		p := Policy{MaxBufferedBody: 8}
@@ -497,7 +497,7 @@ func TestUnkeyedWriteNotRetriedOnServerError(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
 	assert.Len(t, s.Requests(), 1)
-	assert.Equal(t, "write without idempotency key", last.Reason)
+	assert.ErrorIs(t, last.Reason, ErrUnsafeRetry)
 
 	// A GET is safe to repeat.
 	s2 := newScript(t, status(503, ""), status(200, ""))
@@ -539,10 +539,18 @@ func TestOnAttemptAndLogger(t *testing.T) {
 
 	require.Len(t, got, 2)
 	key := s.headers("Idempotency-Key")[0]
+	for i, a := range got {
+		require.NotNil(t, a.Request, "attempt %d", i+1)
+		assert.Equal(t, key, a.Request.Header.Get("Idempotency-Key"))
+		assert.Equal(t, t0.Add(time.Duration(i)*100*time.Millisecond), a.Start, "sent after the wait")
+		got[i].Request, got[i].Start = nil, time.Time{}
+	}
+	// A 503 to a write leaves its outcome unknown, and no later answer settles it.
 	assert.Equal(t, Attempt{Provider: "test", Number: 1, Method: "POST", Class: ClassServerError, StatusCode: 503,
-		Code: "DOWN", IdempotencyKey: key, Retry: true, Wait: 100 * time.Millisecond, WaitSource: WaitBackoff}, got[0])
+		Code: "DOWN", IdempotencyKey: key, Retry: true, Wait: 100 * time.Millisecond, WaitSource: WaitBackoff,
+		OutcomeUnknown: true}, got[0])
 	assert.Equal(t, Attempt{Provider: "test", Number: 2, Method: "POST", Class: ClassSuccess, StatusCode: 200,
-		IdempotencyKey: key}, got[1])
+		IdempotencyKey: key}, got[1], "a success settles the outcome")
 
 	out := buf.String()
 	assert.Contains(t, out, "payretry: retrying")

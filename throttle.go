@@ -507,6 +507,7 @@ func (t *Transport) limitSet(mask uint64) []Limit {
 // that it waited for an outage probe (or is the probe), so that a retry costs
 // no budget. The error, an *Error, says why no attempt can be made.
 func (c *call) throttle() (outage bool, err error) {
+	c.hold, c.holdSource = 0, WaitNone
 	t := c.t
 	if t.local == nil {
 		c.waited = true // a shared limiter may take a while to answer
@@ -545,7 +546,7 @@ func (c *call) throttle() (outage bool, err error) {
 		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
 			return outage, c.fail(ClassServerError, ErrCircuitOpen)
 		}
-		if c.tooLate(now, d) != "" {
+		if c.tooLate(now, d) {
 			if src == WaitOutage {
 				return outage, c.fail(ClassServerError, ErrUnavailable)
 			}
@@ -553,7 +554,7 @@ func (c *call) throttle() (outage bool, err error) {
 			e.RetryAt = now.Add(d)
 			return outage, e
 		}
-		if y := time.Duration(c.attempts) * probeYield; src == WaitOutage && c.tooLate(now, d+y) == "" {
+		if y := time.Duration(c.attempts) * probeYield; src == WaitOutage && !c.tooLate(now, d+y) {
 			// The next probe goes to the first call that asks once this
 			// wait is over, and a failed probe costs its call an attempt.
 			// A call asks later by probeYield for each attempt it made,
@@ -566,20 +567,21 @@ func (c *call) throttle() (outage bool, err error) {
 		if serr := t.sleep(ctx, d); serr != nil {
 			return outage, c.fail(ClassCanceled, serr)
 		}
+		c.hold += d
+		c.holdSource = src
 		c.waited = true
 		now = t.now()
 	}
 }
 
-// tooLate returns why a wait of d from now cannot be made, or "".
-func (c *call) tooLate(now time.Time, d time.Duration) string {
+// tooLate reports whether a wait of d from now would pass MaxElapsedTime or
+// the context's deadline.
+func (c *call) tooLate(now time.Time, d time.Duration) bool {
 	if c.sinceStart(now)+d > c.t.p.MaxElapsedTime {
-		return "wait would pass MaxElapsedTime"
+		return true
 	}
-	if dl, ok := c.req.Context().Deadline(); ok && time.Until(dl) < d {
-		return "wait would pass the context deadline"
-	}
-	return ""
+	dl, ok := c.req.Context().Deadline()
+	return ok && time.Until(dl) < d
 }
 
 // observe tells the limiter what an attempt said about the provider.

@@ -226,20 +226,20 @@ func TestRetryBudget(t *testing.T) {
 	p.RetryBudgetBurst = 2
 	p.RetryBudgetRatio = 0.001
 	tr, _ := newTestTransport(t, nil, p)
-	var reasons []string
+	var reasons []error
 	tr.p.OnAttempt = func(a Attempt) { reasons = append(reasons, a.Reason) }
 
 	resp, err := post(t, tr, s.URL, `{}`)
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
 	assert.Len(t, s.Requests(), 3, "two retries paid from the budget")
-	assert.Equal(t, "retry budget spent", reasons[len(reasons)-1])
+	assert.ErrorIs(t, reasons[len(reasons)-1], ErrRetryBudget)
 
 	reasons = nil
 	_, err = post(t, tr, s.URL, `{}`)
 	require.NoError(t, err)
 	assert.Len(t, s.Requests(), 4, "first attempts are never blocked; no retry is left")
-	assert.Equal(t, []string{"retry budget spent"}, reasons)
+	assert.Equal(t, []error{ErrRetryBudget}, reasons)
 }
 
 func TestRetryBudgetRefundsSuccessfulRetries(t *testing.T) {

@@ -51,8 +51,8 @@ func next(a payretry.Attempt) string {
 	switch {
 	case a.Retry:
 		return fmt.Sprintf("retry in %v (%v)", a.Wait.Round(time.Millisecond), a.WaitSource)
-	case a.Reason != "":
-		return "no retry: " + a.Reason
+	case a.Reason != nil:
+		return "no retry: " + a.Reason.Error()
 	}
 	return "done"
 }

@@ -30,12 +30,12 @@ func ExampleLogAttempts() {
 	})
 	logAttempt(payretry.Attempt{
 		Number: 3, Class: payretry.ClassRateLimited, StatusCode: 429,
-		IdempotencyKey: "2c2c2c2c-third", Reason: "retry budget exhausted",
+		IdempotencyKey: "2c2c2c2c-third", Reason: payretry.ErrRetryBudget,
 	})
 	// Output:
 	//     attempt 1: server error 503 SERVICE_UNAVAILABLE, key 1b1b1b1b…; retry in 1s (retry-after)
 	//     attempt 2: timeout (no response), key 1b1b1b1b… (same key); retry in 250ms (backoff)
-	//     attempt 3: rate limited 429, key 2c2c2c2c… (new key); no retry: retry budget exhausted
+	//     attempt 3: rate limited 429, key 2c2c2c2c… (new key); no retry: payretry: retry budget spent
 }
 
 // Reconcile prints the verdict of the provider's status lookup.
