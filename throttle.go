@@ -94,8 +94,27 @@ const (
 
 // NewLimiter returns the in-process [Limiter]. Share one between Transports
 // that call the same provider account so that they pace together.
+//
+// It also has a method DownScopes() []string, which returns the scopes it
+// holds as down (the provider failing), for metrics.
 func NewLimiter() Limiter {
 	return &localLimiter{}
+}
+
+// DownScopes returns the scopes held as down, sorted.
+func (l *localLimiter) DownScopes() []string {
+	var down []string
+	l.scopes.Range(func(k, v any) bool {
+		s := v.(*scopeState)
+		s.mu.Lock()
+		if s.down {
+			down = append(down, k.(string))
+		}
+		s.mu.Unlock()
+		return true
+	})
+	slices.Sort(down)
+	return down
 }
 
 type localLimiter struct {

@@ -520,3 +520,17 @@ func TestRetryBudgetErrorKeepsTheCause(t *testing.T) {
 	var op interface{ Timeout() bool }
 	assert.ErrorAs(t, err, &op, "the dial error is still reachable")
 }
+
+func TestDownScopes(t *testing.T) {
+	l := NewLimiter().(interface{ DownScopes() []string })
+	lim := l.(Limiter)
+	ctx := context.Background()
+	assert.Empty(t, l.DownScopes())
+	for range outageThreshold {
+		require.NoError(t, lim.Observe(ctx, "p/b", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
+		require.NoError(t, lim.Observe(ctx, "p/a", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
+	}
+	assert.Equal(t, []string{"p/a", "p/b"}, l.DownScopes())
+	require.NoError(t, lim.Observe(ctx, "p/a", t0, Signal{Limit: -1, Remaining: -1, OK: true}))
+	assert.Equal(t, []string{"p/b"}, l.DownScopes())
+}
