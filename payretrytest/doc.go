@@ -79,10 +79,15 @@
 //
 // A FaultPlan fails a fraction of payment requests before or after executing
 // them, stalls, resets or rate-limits them, adds latency, and takes the whole
-// server down in outage windows. Draws depend only on the seed, the reference
-// and the number of earlier requests with that reference, so the same seed
-// gives the same faults whatever the goroutine interleaving. A replay of a
-// stored response is never faulted.
+// server down in outage windows. Its Phases are periods of degraded service:
+// added latency for every payment request, and a fraction of connections
+// dropped before the request is handled (no byte answered, nothing executed).
+// Draws depend only on the seed, the reference and the number of earlier
+// requests with that reference, so the same seed gives the same faults
+// whatever the goroutine interleaving; which requests fall in an outage or a
+// phase depends on when they arrive. A replay of a stored response is never
+// faulted, but for latency and a phase's drops, which come before the store is
+// consulted.
 //
 // Stalls and latency are waited out on the real clock, and end early when the
 // client goes away or Close is called, so Close never hangs on them.
@@ -92,5 +97,8 @@
 // http.Transport would itself retry a request that carries an Idempotency-Key
 // header and a replayable body if a reused keep-alive connection failed before
 // the first response byte; a test that must see every reset can use fresh
-// connections (http.Transport.DisableKeepAlives).
+// connections (http.Transport.DisableKeepAlives). A phase's drop sends no byte
+// at all, so that retry applies to it: a test that must see every drop needs
+// fresh connections, or a proxy in front (a reverse proxy does not replay a
+// request body and answers 502).
 package payretrytest

@@ -29,11 +29,32 @@ const (
 	FaultLatency Fault = "latency"
 	// FaultOutage is a 503 with Retry-After: 1 inside one of FaultPlan.Outages.
 	FaultOutage Fault = "outage"
+	// FaultPhaseLatency is a Phase's latency, added before the request is handled.
+	FaultPhaseLatency Fault = "phase_latency"
+	// FaultDrop is a connection closed without an answer, before the request
+	// is handled, inside one of FaultPlan.Phases.
+	FaultDrop Fault = "drop"
 )
 
 // Window is a period relative to the server's start, as read from its Clock:
 // it covers the instants t with Start <= t-start < End.
 type Window struct{ Start, End time.Duration }
+
+// Phase is a period of degraded service, relative to the server's start like
+// Outages: every payment request that arrives within it waits Latency before
+// it is handled, and then a seeded Drop fraction of them lose their
+// connection, unhandled: neither executed nor answered, whatever their key.
+// Drops draw from (Seed, reference, n) like the plan's other faults, so the
+// same requests are dropped in every run that sends them within the phase.
+type Phase struct {
+	Window
+	// Latency is added, on the real clock, before handling each payment
+	// request that arrives in the phase.
+	Latency time.Duration
+	// Drop is the fraction of payment requests in the phase whose connection
+	// is closed without a byte of answer.
+	Drop float64
+}
 
 // FaultPlan is a seeded, reproducible fault injection. The zero value injects
 // no faults.
@@ -88,6 +109,10 @@ type FaultPlan struct {
 	// Outages are periods, relative to the server's start on its Clock, during
 	// which every request is answered 503 with Retry-After: 1, unexecuted.
 	Outages []Window
+	// Phases are periods, relative to the server's start on its Clock, of
+	// added latency and dropped connections for payment requests, replays
+	// included. Where phases overlap, the first one listed applies.
+	Phases []Phase
 }
 
 const defaultStallFor = 2 * time.Second
@@ -120,6 +145,16 @@ func (p FaultPlan) validate() error {
 			return fmt.Errorf("FaultPlan.Outages[%d] ends before it starts", i)
 		}
 	}
+	for i, ph := range p.Phases {
+		switch {
+		case ph.End < ph.Start:
+			return fmt.Errorf("FaultPlan.Phases[%d] ends before it starts", i)
+		case ph.Latency < 0:
+			return fmt.Errorf("FaultPlan.Phases[%d].Latency must not be negative", i)
+		case !(ph.Drop >= 0 && ph.Drop <= 1):
+			return fmt.Errorf("FaultPlan.Phases[%d].Drop = %v, want a fraction in [0, 1]", i, ph.Drop)
+		}
+	}
 	return nil
 }
 
@@ -128,6 +163,7 @@ const (
 	saltFault byte = iota + 1
 	saltLatency
 	saltStatus
+	saltDrop
 )
 
 // draw returns a number in [0, 1) that depends only on the seed, the salt,
@@ -191,6 +227,23 @@ func (p FaultPlan) inOutage(since time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// phaseAt returns the first phase that covers the instant `since` after the
+// server's start.
+func (p FaultPlan) phaseAt(since time.Duration) (Phase, bool) {
+	for _, ph := range p.Phases {
+		if since >= ph.Start && since < ph.End {
+			return ph, true
+		}
+	}
+	return Phase{}, false
+}
+
+// dropped reports whether phase ph drops the n-th payment request with this
+// reference.
+func (p FaultPlan) dropped(ph Phase, reference string, n int) bool {
+	return ph.Drop > 0 && p.draw(saltDrop, reference, n) < ph.Drop
 }
 
 // stallFor is StallFor with its default applied.

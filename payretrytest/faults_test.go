@@ -219,8 +219,95 @@ func TestInvalidPlanPanics(t *testing.T) {
 		{FailBefore: 0.6, Reset: 0.6},
 		{Stall: 1, StallFor: -time.Second},
 		{Outages: []payretrytest.Window{{Start: time.Minute}}},
+		{Phases: []payretrytest.Phase{{Window: payretrytest.Window{Start: time.Minute}}}},
+		{Phases: []payretrytest.Phase{{Window: payretrytest.Window{End: time.Minute}, Latency: -time.Second}}},
+		{Phases: []payretrytest.Phase{{Window: payretrytest.Window{End: time.Minute}, Drop: 1.5}}},
 	} {
 		assert.Panics(t, func() { payretrytest.NewServer(payretrytest.ORZCash, payretrytest.Options{Plan: plan}) })
 	}
 	assert.Panics(t, func() { payretrytest.NewServer("acme", payretrytest.Options{}) })
+}
+
+func TestPhaseLatencyAndDrops(t *testing.T) {
+	clk := newClock()
+	s := payretrytest.NewServer(payretrytest.SmartRetry, payretrytest.Options{
+		Clock: clk.Now,
+		Plan: payretrytest.FaultPlan{Seed: 1, Phases: []payretrytest.Phase{
+			{Window: payretrytest.Window{Start: time.Minute, End: 2 * time.Minute}, Latency: 200 * time.Millisecond},
+			{Window: payretrytest.Window{Start: 3 * time.Minute, End: 4 * time.Minute}, Drop: 1},
+		}},
+	})
+	defer s.Close()
+	c := freshClient(5 * time.Second)
+	post := func(ref, key string) (reply, time.Duration, error) {
+		body, h := keyed(payretrytest.SmartRetry, ref, key)
+		start := time.Now()
+		r, err := do(t.Context(), c, http.MethodPost, s.PaymentURL(), body, h)
+		return r, time.Since(start), err
+	}
+
+	r, took, err := post("before", "k0")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, r.status)
+	assert.Less(t, took, 200*time.Millisecond, "no phase yet")
+
+	clk.Add(time.Minute) // in the latency phase
+	r, took, err = post("slow", "k1")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, r.status, "latency alone answers normally")
+	assert.GreaterOrEqual(t, took, 200*time.Millisecond)
+	assert.True(t, s.Attempts("slow")[0].Delayed)
+	assert.Empty(t, s.Attempts("slow")[0].Fault)
+	start := time.Now()
+	must(t, s, http.MethodGet, s.StatusURL("slow"), nil, nil)
+	assert.Less(t, time.Since(start), 200*time.Millisecond, "lookups are not delayed")
+
+	clk.Add(2 * time.Minute) // in the drop phase
+	_, _, err = post("dropped", "k2")
+	require.Error(t, err, "no answer at all")
+	assert.Zero(t, s.Executions("dropped"), "dropped before it was handled")
+	_, _, err = post("slow", "k1")
+	require.Error(t, err, "a replay is dropped too: the drop comes before the store")
+	assert.Equal(t, 1, s.Executions("slow"))
+	for _, ref := range []string{"dropped", "slow"} {
+		a := s.Attempts(ref)
+		assert.Equal(t, payretrytest.FaultDrop, a[len(a)-1].Fault, ref)
+		assert.Zero(t, a[len(a)-1].Status, ref)
+	}
+
+	clk.Add(time.Minute) // after both phases
+	r, took, err = post("dropped", "k2")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, r.status, "the key was never stored")
+	assert.Less(t, took, 200*time.Millisecond)
+	assert.Equal(t, 1, s.Executions("dropped"))
+
+	st := s.Stats()
+	assert.Equal(t, 1, st.Faults[payretrytest.FaultPhaseLatency])
+	assert.Equal(t, 2, st.Faults[payretrytest.FaultDrop])
+	assert.Equal(t, 2, st.ByStatus[0])
+	assert.Zero(t, st.Faults[payretrytest.FaultLatency])
+}
+
+// A phase that drops a fraction drops the same requests for the same seed,
+// whatever the interleaving, and about that fraction of them.
+func TestPhaseDropsAreReproducible(t *testing.T) {
+	refs := make([]string, 40)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("ref-%02d", i)
+	}
+	plan := payretrytest.FaultPlan{Seed: 11, Phases: []payretrytest.Phase{
+		{Window: payretrytest.Window{End: time.Hour}, Drop: 0.3},
+	}}
+	var got [][]string
+	for _, concurrent := range []bool{false, true} {
+		s := payretrytest.NewServer(payretrytest.Verto, payretrytest.Options{Plan: plan})
+		defer s.Close()
+		runRefs(t, s, refs, concurrent)
+		got = append(got, faultsOf(s, refs))
+		drops := s.Stats().Faults[payretrytest.FaultDrop]
+		assert.InDelta(t, 0.3*80, drops, 12, "about 30 %% of 80 requests dropped")
+		assert.Equal(t, 80-drops, len(s.Ledger()), "every request not dropped executed once (its own key)")
+	}
+	assert.Equal(t, got[0], got[1])
 }

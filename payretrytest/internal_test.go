@@ -122,3 +122,32 @@ func TestParsePayment(t *testing.T) {
 	assert.Equal(t, http.StatusUnprocessableEntity,
 		(&Server{p: KeyStone}).invalidResponse(p.invalid).status)
 }
+
+func TestPhaseAtAndDropFrequency(t *testing.T) {
+	plan := FaultPlan{Seed: 3, Phases: []Phase{
+		{Window: Window{Start: time.Second, End: 2 * time.Second}, Drop: 0.25},
+		{Window: Window{Start: 1500 * time.Millisecond, End: 3 * time.Second}, Latency: time.Second},
+	}}
+	for _, tc := range []struct {
+		at   time.Duration
+		ok   bool
+		drop float64
+	}{
+		{999 * time.Millisecond, false, 0}, {time.Second, true, 0.25},
+		{1700 * time.Millisecond, true, 0.25}, // the first listed wins
+		{2 * time.Second, true, 0}, {3 * time.Second, false, 0},
+	} {
+		ph, ok := plan.phaseAt(tc.at)
+		assert.Equal(t, tc.ok, ok, tc.at)
+		assert.Equal(t, tc.drop, ph.Drop, tc.at)
+	}
+	const n = 20000
+	drops := 0
+	for i := range n {
+		if plan.dropped(plan.Phases[0], fmt.Sprintf("ref-%d", i%500), i/500) {
+			drops++
+		}
+	}
+	assert.InDelta(t, 0.25, float64(drops)/n, 0.015)
+	assert.False(t, plan.dropped(plan.Phases[1], "ref-1", 0), "a phase without drops drops nothing")
+}

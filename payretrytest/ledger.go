@@ -34,9 +34,10 @@ type Attempt struct {
 	// At is the arrival time on the server's Clock.
 	At time.Time
 	// Fault is the fault injected into this request, "" if none; FaultLatency
-	// is reported by Delayed instead.
+	// and FaultPhaseLatency are reported by Delayed instead.
 	Fault Fault
-	// Delayed reports whether the request got the plan's Latency.
+	// Delayed reports whether the request got the plan's Latency or a
+	// Phase's.
 	Delayed bool
 	// Status is the status answered, 0 when the connection was reset or the
 	// request is still being handled.
@@ -182,7 +183,7 @@ func (s *Server) noteFault(ex *exchange, f Fault) {
 	defer s.mu.Unlock()
 	s.stats.Faults[f]++
 	if a := s.attempt(ex); a != nil {
-		if f == FaultLatency {
+		if f == FaultLatency || f == FaultPhaseLatency {
 			a.Delayed = true
 		} else {
 			a.Fault = f

@@ -111,6 +111,19 @@ type outcome struct {
 
 // createPayment handles a POST to the payment endpoint.
 func (s *Server) createPayment(w http.ResponseWriter, ex *exchange) {
+	if ex.n >= 0 {
+		if ph, ok := s.plan.phaseAt(s.now().Sub(s.start)); ok {
+			if ph.Latency > 0 {
+				s.noteFault(ex, FaultPhaseLatency)
+				s.hold(ex.r.Context(), ph.Latency)
+			}
+			if s.plan.dropped(ph, ex.pay.reference, ex.n) {
+				s.noteFault(ex, FaultDrop)
+				s.abort(w, ex, "")
+				return
+			}
+		}
+	}
 	if ex.n >= 0 && s.plan.delayed(ex.pay.reference, ex.n) {
 		s.noteFault(ex, FaultLatency)
 		s.hold(ex.r.Context(), s.plan.Latency)

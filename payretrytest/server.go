@@ -76,7 +76,7 @@ type Server struct {
 // p. The caller should call Close when finished. Like httptest.NewServer, it
 // panics when it cannot start: for an unknown provider or an invalid
 // Options.Plan (a fraction outside [0, 1], fractions summing to more than 1, a
-// negative duration, a window ending before it starts).
+// negative duration, a window or phase ending before it starts).
 func NewServer(p Provider, opts Options) *Server {
 	if !p.valid() {
 		panic(fmt.Sprintf("payretrytest: unknown provider %q", string(p)))
@@ -98,6 +98,7 @@ func NewServer(p Provider, opts Options) *Server {
 		stats:    Stats{ByStatus: make(map[int]int), Faults: make(map[Fault]int)},
 	}
 	s.plan.Outages = append([]Window(nil), opts.Plan.Outages...)
+	s.plan.Phases = append([]Phase(nil), opts.Plan.Phases...)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -274,6 +275,11 @@ func (s *Server) send(w http.ResponseWriter, ex *exchange, resp response) {
 // reset writes a partial status line and resets the connection, so that the
 // client gets a transport error after the server did its work.
 func (s *Server) reset(w http.ResponseWriter, ex *exchange) {
+	s.abort(w, ex, "HTTP/1.1 201 Cre")
+}
+
+// abort writes partial, which may be empty, and resets the connection.
+func (s *Server) abort(w http.ResponseWriter, ex *exchange, partial string) {
 	ex.status = 0
 	conn, buf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -286,8 +292,10 @@ func (s *Server) reset(w http.ResponseWriter, ex *exchange) {
 	// Record the exchange before the client can see the reset, so that
 	// Stats agrees with what the client saw the moment it sees it.
 	s.finish(ex)
-	_, _ = buf.WriteString("HTTP/1.1 201 Cre")
-	_ = buf.Flush()
+	if partial != "" {
+		_, _ = buf.WriteString(partial)
+		_ = buf.Flush()
+	}
 	_ = conn.Close()
 }
 
