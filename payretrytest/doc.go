@@ -79,7 +79,8 @@
 //
 // A FaultPlan fails a fraction of payment requests before or after executing
 // them, stalls, resets or rate-limits them, adds latency, and takes the whole
-// server down in outage windows. Its Phases are periods of degraded service:
+// server down in outage windows; its injected 503s carry Retry-After: 1, and
+// with RetryAfter5xx its 500s and 502s too. Its Phases are periods of degraded service:
 // added latency for every payment request, and a fraction of connections
 // dropped before the request is handled (no byte answered, nothing executed).
 // Draws depend only on the seed, the reference and the number of earlier

@@ -86,6 +86,9 @@ type FaultPlan struct {
 	// FailBefore is the fraction of payments answered 500 or 503 without
 	// executing (with Retry-After: 1 on a 503).
 	FailBefore float64
+	// RetryAfter5xx puts Retry-After: 1 on the injected 500s and 502s too
+	// (FailBefore, FailAfter), not only on the 503s.
+	RetryAfter5xx bool
 	// FailAfter is the fraction of payments executed and then answered 500,
 	// 502 or 503; the success is stored under the key, so a retry with the same
 	// key gets it. On ORZCash the answer is a connection reset instead.

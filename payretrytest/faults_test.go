@@ -311,3 +311,27 @@ func TestPhaseDropsAreReproducible(t *testing.T) {
 	}
 	assert.Equal(t, got[0], got[1])
 }
+
+// A 503 always carries Retry-After: 1; a 500 or 502 only with RetryAfter5xx.
+func TestRetryAfter5xx(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := payretrytest.NewServer(payretrytest.SmartRetry, payretrytest.Options{
+			Plan: payretrytest.FaultPlan{Seed: 2, FailBefore: 0.5, FailAfter: 0.5, RetryAfter5xx: on},
+		})
+		defer s.Close()
+		seen := map[int]int{}
+		for i := range 40 {
+			r := must(t, s, http.MethodPost, s.PaymentURL(), pay(fmt.Sprintf("ref-%d", i)), nil)
+			require.GreaterOrEqual(t, r.status, 500)
+			seen[r.status]++
+			want := ""
+			if on || r.status == http.StatusServiceUnavailable {
+				want = "1"
+			}
+			assert.Equal(t, want, r.header.Get("Retry-After"), "status %d, RetryAfter5xx %v", r.status, on)
+		}
+		for _, status := range []int{500, 502, 503} {
+			assert.Positive(t, seen[status], "status %d drawn", status)
+		}
+	}
+}

@@ -213,17 +213,22 @@ func (s *Server) respond(w http.ResponseWriter, ex *exchange, out outcome) {
 }
 
 // serverError is a 500, 502 or 503 in the provider's format; a 503 carries
-// Retry-After: 1.
+// Retry-After: 1, and so do the others with FaultPlan.RetryAfter5xx.
 func (s *Server) serverError(status int) response {
+	var resp response
 	switch status {
 	case http.StatusBadGateway:
-		return s.p.errorResponse(status, codeBadGateway, "Bad gateway")
+		resp = s.p.errorResponse(status, codeBadGateway, "Bad gateway")
 	case http.StatusServiceUnavailable:
-		resp := s.p.errorResponse(status, codeUnavailable, "Service temporarily unavailable")
+		resp = s.p.errorResponse(status, codeUnavailable, "Service temporarily unavailable")
 		resp.header.Set("Retry-After", "1")
-		return resp
+	default:
+		resp = s.p.errorResponse(http.StatusInternalServerError, codeInternal, "Internal server error")
 	}
-	return s.p.errorResponse(http.StatusInternalServerError, codeInternal, "Internal server error")
+	if s.plan.RetryAfter5xx {
+		resp.header.Set("Retry-After", "1")
+	}
+	return resp
 }
 
 // invalidResponse answers field validation errors.
