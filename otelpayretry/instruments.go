@@ -333,61 +333,60 @@ func (h *hooks) callStart(mi int) []trace.SpanStartOption {
 	})
 }
 
-// attemptStarts are the start options of first attempts, by method.
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
+// attemptStarts are the start options of the spans of attempts that are not
+// recorded (their call's span is not), by method: no attribute is worth
+// building for them.
 var attemptStarts = func() (s [numMethods][]trace.SpanStartOption) {
 	for mi := range s {
 		s[mi] = slices.Clip([]trace.SpanStartOption{
-			trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(keyMethod.String(methodName(mi))),
+			clientKind, trace.WithAttributes(keyMethod.String(methodName(mi))),
 		})
 	}
 	return s
 }()
 
-// attemptStart returns the start options of attempt n's span. Its capacity
-// is its length: an append copies it.
-func attemptStart(mi, n int) []trace.SpanStartOption {
-	if n <= 1 {
-		return attemptStarts[mi]
+// attemptStart returns the start options of the span of attempt n of r,
+// with the attributes that the HTTP client conventions want at the start
+// (they matter to samplers): the method, the server, url.full without
+// credentials, query or fragment, and http.request.resend_count on a retry.
+// r may be nil. Its capacity is its length: an append copies it.
+func attemptStart(r *http.Request, mi, n int) []trace.SpanStartOption {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, keyMethod.String(methodName(mi)))
+	if n > 1 {
+		attrs = append(attrs, keyResendCount.Int(n-1))
 	}
-	return []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(keyMethod.String(methodName(mi)), keyResendCount.Int(n-1)),
-	}
-}
-
-// serverAttrs returns server.address and server.port of u.
-func serverAttrs(u *url.URL) []attribute.KeyValue {
-	if u == nil || u.Host == "" {
-		return nil
-	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil {
-		switch u.Scheme {
-		case "https":
-			port = 443
-		case "http":
-			port = 80
+	if r != nil {
+		if mi == otherMethod {
+			attrs = append(attrs, keyMethodOriginal.String(r.Method))
+		}
+		if u := r.URL; u != nil {
+			attrs = appendServer(attrs, u)
+			clean := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+			attrs = append(attrs, keyURLFull.String(clean.String()))
 		}
 	}
-	attrs := []attribute.KeyValue{keyServerAddress.String(u.Hostname())}
-	if port > 0 {
-		attrs = append(attrs, keyServerPort.Int(port))
-	}
-	return attrs
+	return []trace.SpanStartOption{clientKind, trace.WithAttributes(attrs...)}
 }
 
-// attemptAttrs returns the attributes of an attempt's span besides its
-// method: the server, url.full without credentials, query or fragment, and
-// the method as sent when it is not a known one.
-func attemptAttrs(r *http.Request, mi int) []attribute.KeyValue {
-	attrs := serverAttrs(r.URL)
-	if r.URL != nil {
-		u := url.URL{Scheme: r.URL.Scheme, Host: r.URL.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
-		attrs = append(attrs, keyURLFull.String(u.String()))
+// appendServer appends server.address and server.port of u to attrs.
+func appendServer(attrs []attribute.KeyValue, u *url.URL) []attribute.KeyValue {
+	if u.Host == "" {
+		return attrs
 	}
-	if mi == otherMethod {
-		attrs = append(attrs, keyMethodOriginal.String(r.Method))
+	attrs = append(attrs, keyServerAddress.String(u.Hostname()))
+	port := 0
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	} else if u.Scheme == "https" {
+		port = 443
+	} else if u.Scheme == "http" {
+		port = 80
+	}
+	if port > 0 {
+		attrs = append(attrs, keyServerPort.Int(port))
 	}
 	return attrs
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/payretry/payretry"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -96,9 +97,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	mi := methodIndex(req.Method)
 	ctx, span := h.tracer.Start(req.Context(), h.callName, h.callStart(mi)...)
-	if span.IsRecording() {
-		span.SetAttributes(serverAttrs(req.URL)...)
-	} else if span.SpanContext().Equal(trace.SpanContextFromContext(req.Context())) {
+	if !span.IsRecording() && span.SpanContext().Equal(trace.SpanContextFromContext(req.Context())) {
 		ctx = req.Context() // no span was started (a no-op tracer)
 	}
 	cc := &callCtx{Context: ctx, h: h, span: span}
@@ -137,19 +136,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.refusals.Add(ctx, 1, h.refusalOpts...)
 	}
 	if span.IsRecording() {
-		span.SetAttributes(keyOutcome.String(outcomeNames[out]), keyAttempts.Int(cc.n))
+		attrs := make([]attribute.KeyValue, 0, 7)
+		if req.URL != nil {
+			attrs = appendServer(attrs, req.URL)
+		}
+		attrs = append(attrs, keyOutcome.String(outcomeNames[out]), keyAttempts.Int(cc.n))
 		if status != 0 {
-			span.SetAttributes(keyStatus.Int(status))
+			attrs = append(attrs, keyStatus.Int(status))
 		}
 		if out != outcomeSuccess {
-			span.SetAttributes(keyErrorType.String(className(class)))
-			if err != nil {
-				if r := reasonName(err); r != "" {
-					span.SetAttributes(keyReason.String(r))
-				}
+			attrs = append(attrs, keyErrorType.String(className(class)))
+			if r := reasonName(err); r != "" {
+				attrs = append(attrs, keyReason.String(r))
 			}
 			span.SetStatus(codes.Error, className(class))
 		}
+		span.SetAttributes(attrs...)
 	}
 	span.End()
 	return resp, err
@@ -205,10 +207,12 @@ func (a *attemptTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		cc.attempt.End()
 	}
 	mi := methodIndex(r.Method)
-	ctx, span := a.h.tracer.Start(r.Context(), spanName(mi), attemptStart(mi, cc.n)...)
-	if span.IsRecording() {
-		span.SetAttributes(attemptAttrs(r, mi)...)
-	} else if span.SpanContext().Equal(trace.SpanContextFromContext(r.Context())) {
+	opts := attemptStarts[mi]
+	if cc.span.IsRecording() {
+		opts = attemptStart(r, mi, cc.n)
+	}
+	ctx, span := a.h.tracer.Start(r.Context(), spanName(mi), opts...)
+	if !span.IsRecording() && span.SpanContext().Equal(trace.SpanContextFromContext(r.Context())) {
 		return a.base.RoundTrip(r) // no span was started (a no-op tracer)
 	}
 	cc.attempt = span
@@ -262,6 +266,9 @@ func (h *hooks) trace(ctx context.Context, a payretry.Attempt, cc *callCtx) {
 	var span, parent trace.Span
 	if cc != nil {
 		span, cc.attempt, parent = cc.attempt, nil, cc.span
+		if span == nil {
+			return // attemptTransport started none: a no-op tracer
+		}
 	} else {
 		parent = trace.SpanFromContext(ctx)
 	}
@@ -272,28 +279,31 @@ func (h *hooks) trace(ctx context.Context, a payretry.Attempt, cc *callCtx) {
 	}
 	if afterwards {
 		mi := methodIndex(a.Method)
-		opts := append(attemptStart(mi, a.Number), trace.WithTimestamp(start))
-		_, span = h.tracer.Start(ctx, spanName(mi), opts...)
-		if span.IsRecording() && a.Request != nil {
-			span.SetAttributes(attemptAttrs(a.Request, mi)...)
+		opts := attemptStarts[mi]
+		if parent.IsRecording() || !parent.SpanContext().IsValid() {
+			// A root span may be sampled: give the sampler its attributes.
+			opts = attemptStart(a.Request, mi, a.Number)
 		}
+		_, span = h.tracer.Start(ctx, spanName(mi), append(opts, trace.WithTimestamp(start))...)
 	}
 	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 4)
 		if a.StatusCode != 0 {
-			span.SetAttributes(keyStatus.Int(a.StatusCode))
+			attrs = append(attrs, keyStatus.Int(a.StatusCode))
 		}
 		if a.Class != payretry.ClassSuccess {
-			span.SetAttributes(keyErrorType.String(className(a.Class)))
+			attrs = append(attrs, keyErrorType.String(className(a.Class)))
 			span.SetStatus(codes.Error, className(a.Class))
 			if !a.Retry {
 				if r := reasonName(a.Reason); r != "" {
-					span.SetAttributes(keyReason.String(r))
+					attrs = append(attrs, keyReason.String(r))
 				}
 				if a.OutcomeUnknown {
-					span.SetAttributes(keyOutcomeUnknown.Bool(true))
+					attrs = append(attrs, keyOutcomeUnknown.Bool(true))
 				}
 			}
 		}
+		span.SetAttributes(attrs...)
 	}
 	if afterwards {
 		span.End(trace.WithTimestamp(start.Add(a.Duration)))
