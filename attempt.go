@@ -71,11 +71,26 @@ type Attempt struct {
 }
 
 // report calls the attempt hook and logs retries and failed calls.
-func (c *call) report(a Attempt) {
-	if h := c.t.p.OnAttempt; h != nil {
+func (c *call) report(t *try, d decision) {
+	h, l := c.t.p.OnAttempt, c.t.p.Logger
+	if h == nil && (l == nil || t.o.class == ClassSuccess) {
+		return
+	}
+	a := Attempt{
+		Provider: c.t.p.Name, Number: t.n, Method: c.req.Method, Class: t.o.class,
+		Code: t.code, Err: t.err, IdempotencyKey: t.key, Start: t.start, Duration: t.took,
+		Hold: c.hold, HoldSource: c.held, Retry: d.retry, Reason: d.reason, Request: t.req,
+		OutcomeUnknown: d.unknown && c.st.write,
+	}
+	if t.resp != nil {
+		a.StatusCode = t.resp.StatusCode
+	}
+	if d.retry {
+		a.Wait, a.WaitSource = d.wait, d.source
+	}
+	if h != nil {
 		h(a)
 	}
-	l := c.t.p.Logger
 	if l == nil || a.Class == ClassSuccess {
 		return
 	}

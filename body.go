@@ -2,322 +2,87 @@ package payretry
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 )
 
-const (
-	// maxErrorBody bounds how much of an error response is read to classify
-	// and decode it; the rest stays readable behind it.
-	maxErrorBody = 64 << 10
-	// maxDrain bounds how much of a discarded response is read so that its
-	// connection can be reused; a longer body is closed instead.
-	maxDrain = 64 << 10
-	// maxMessage bounds the provider message kept in an Error.
-	maxMessage = 512
-)
-
-// peekedBody is a response body whose first bytes were read to classify and
-// decode it. Reading it yields the whole original body from its start.
-type peekedBody struct {
-	buf    []byte
-	off    int
-	rest   io.Reader // remainder of the original body; nil when buf holds all of it
-	orig   io.Closer // original body, closed at most once
-	done   func()    // called once on Close (ends the attempt's context)
-	closed bool
+// body is a call's request body, made replayable when it can be: through
+// the caller's GetBody, or read into memory within Policy.MaxBufferedBody
+// (always when the idempotency key goes into it). A body too large to buffer
+// is sent once, whole, and never retried.
+type body struct {
+	src        *http.Request // the caller's request
+	buf        []byte        // the whole body, when inMemory
+	inMemory   bool
+	first      io.ReadCloser // the first attempt's body, when it is not src.Body
+	replayable bool
 }
 
-func (b *peekedBody) Read(p []byte) (int, error) {
-	if b.off < len(b.buf) {
-		n := copy(p, b.buf[b.off:])
-		b.off += n
-		return n, nil
-	}
-	if b.rest == nil {
-		return 0, io.EOF
-	}
-	return b.rest.Read(p)
-}
-
-func (b *peekedBody) Close() error {
-	if b.closed {
-		return nil
-	}
-	b.closed = true
-	var err error
-	if b.orig != nil {
-		err = b.orig.Close()
-	}
-	if b.done != nil {
-		b.done()
-	}
-	return err
-}
-
-// errReader replays a read error after the bytes read before it.
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
-
-// peekBody returns up to maxErrorBody bytes from the start of resp.Body and
-// leaves resp.Body readable from its start. Calling it again returns the same
-// bytes without reading.
-func peekBody(resp *http.Response) []byte {
-	if pb, ok := resp.Body.(*peekedBody); ok {
-		return pb.buf
-	}
-	if resp.Body == nil || resp.Body == http.NoBody {
-		return nil
-	}
-	orig := resp.Body
-	buf, err := io.ReadAll(io.LimitReader(orig, maxErrorBody+1))
-	pb := &peekedBody{buf: buf, orig: orig}
+// newBody prepares req's body. With mustBuffer it is read into memory
+// whatever its GetBody, within limit (a negative limit: within
+// defaultMaxBufferedBody). On an error the caller's body is closed.
+func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
+	b := body{src: req}
 	switch {
-	case err != nil:
-		pb.rest = errReader{err}
-	case len(buf) > maxErrorBody:
-		pb.rest = orig
-	default:
-		// The whole body is in memory: give the connection back now.
-		orig.Close()
-		pb.orig = nil
-	}
-	resp.Body = pb
-	if len(buf) > maxErrorBody {
-		return buf[:maxErrorBody]
-	}
-	return buf
-}
-
-// discard drains (bounded) and closes a response that is not returned, so that
-// its connection can be reused.
-func discard(resp *http.Response) {
-	if resp == nil || resp.Body == nil {
-		return
-	}
-	if pb, ok := resp.Body.(*peekedBody); !ok || pb.rest != nil {
-		io.CopyN(io.Discard, resp.Body, maxDrain)
-	}
-	resp.Body.Close()
-}
-
-// cancelBody ends an attempt's context when the caller closes the body.
-type cancelBody struct {
-	io.ReadCloser
-	done func()
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.done()
-	return err
-}
-
-// errorBody holds the fields of the error formats of the four providers and of
-// RFC 9457 problem details.
-type errorBody struct {
-	ErrorCode  string          `json:"errorCode"`   // Verto (seed 002)
-	ReasonCode string          `json:"reason_code"` // SmartRetry (seed 004)
-	ErrorCode2 string          `json:"error_code"`
-	Code       json.RawMessage `json:"code"`   // ORZCash and generic: string or number
-	Detail     json.RawMessage `json:"detail"` // KeyStone (seed 003): string or list; RFC 9457
-	Message    string          `json:"message"`
-	Title      string          `json:"title"` // RFC 9457
-	Type       string          `json:"type"`  // RFC 9457
-	Err        json.RawMessage `json:"error"` // string or {"code","message"}
-}
-
-type validationItem struct {
-	Loc  []json.RawMessage `json:"loc"`
-	Msg  string            `json:"msg"`
-	Type string            `json:"type"`
-}
-
-// decodeError extracts a provider's machine-readable code and human message
-// from an error body. Bodies that are not JSON objects give empty strings.
-func decodeError(body []byte) (code, msg string) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return "", ""
-	}
-	var v errorBody
-	if json.Unmarshal(body, &v) != nil {
-		return "", ""
-	}
-	var nested struct {
-		Code    json.RawMessage `json:"code"`
-		Message string          `json:"message"`
-	}
-	errText := rawString(v.Err)
-	if errText == "" && len(v.Err) > 0 && v.Err[0] == '{' {
-		json.Unmarshal(v.Err, &nested)
-	}
-	code = firstNonEmpty(v.ErrorCode, v.ReasonCode, v.ErrorCode2, rawString(v.Code), rawString(nested.Code))
-	if code == "" && v.Type != "" && v.Type != "about:blank" {
-		code = v.Type
-	}
-	msg = firstNonEmpty(detailText(v.Detail), v.Message, nested.Message, errText, v.Title)
-	return code, redactMessage(msg)
-}
-
-// rawString returns a JSON string's value or a number's text.
-func rawString(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
-}
-
-// detailText reads KeyStone's detail: a string, or a list of validation items
-// that it joins as "body.amount: Field required; ...".
-func detailText(raw json.RawMessage) string {
-	if s := rawString(raw); s != "" || len(raw) == 0 || raw[0] != '[' {
-		return s
-	}
-	var items []validationItem
-	if json.Unmarshal(raw, &items) != nil {
-		return ""
-	}
-	var b strings.Builder
-	for i, it := range items {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		for j, l := range it.Loc {
-			if j > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(rawString(l))
-		}
-		if len(it.Loc) > 0 {
-			b.WriteString(": ")
-		}
-		b.WriteString(it.Msg)
-	}
-	return b.String()
-}
-
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-// redactMessage bounds a provider message and masks runs of 12 or more
-// digits, single spaces and dashes allowed between them ("4111 1111 1111
-// 1111"), which may be card or account numbers echoed back by the provider.
-func redactMessage(s string) string {
-	if len(s) > maxMessage {
-		s = s[:maxMessage] + "..."
-	}
-	var b strings.Builder
-	masked := false
-	for i := 0; i < len(s); {
-		j, digits := digitRun(s, i)
-		switch {
-		case digits >= 12:
-			b.WriteString("[" + strconv.Itoa(digits) + " digits]")
-			masked = true
-			i = j
-		case j > i:
-			b.WriteString(s[i:j])
-			i = j
-		default:
-			b.WriteByte(s[i])
-			i++
-		}
-	}
-	if !masked {
-		return s
-	}
-	return b.String()
-}
-
-// digitRun returns the end of the run of digits starting at i, single spaces
-// and dashes between digits included, and how many digits it holds.
-func digitRun(s string, i int) (end, digits int) {
-	end = i
-	for k := i; k < len(s); {
-		switch c := s[k]; {
-		case c >= '0' && c <= '9':
-			digits++
-			k++
-			end = k
-		case (c == ' ' || c == '-') && digits > 0 && k+1 < len(s) && s[k+1] >= '0' && s[k+1] <= '9':
-			k++
-		default:
-			return end, digits
-		}
-	}
-	return end, digits
-}
-
-// listDetail reports whether an error body has a list-shaped "detail", the
-// validation error format of KeyStone (seed 003_61ff3aaf39fde65e.txt).
-func listDetail(body []byte) bool {
-	var v struct {
-		Detail json.RawMessage `json:"detail"`
-	}
-	return json.Unmarshal(body, &v) == nil && len(v.Detail) > 0 && v.Detail[0] == '['
-}
-
-func containsFold(s, substr string) bool {
-	return strings.Contains(strings.ToLower(s), substr)
-}
-
-// prepareBody makes the request body replayable when it can be: through
-// GetBody, or by reading it into memory within Policy.MaxBufferedBody (always
-// when the key goes into the body). A body too large to buffer is sent once,
-// whole, and never retried.
-func (c *call) prepareBody() error {
-	req := c.req
-	if req.Body == nil || req.Body == http.NoBody {
-		c.replayable = true
-		return nil
-	}
-	c.hasBody = true
-	p := &c.t.p
-	field := p.IdempotencyField != "" && c.wantsKey()
-	if !field && req.GetBody != nil {
-		c.replayable = true
-		return nil
-	}
-	limit := p.MaxBufferedBody
-	if limit < 0 {
-		if !field {
-			return nil
-		}
+	case req.Body == nil || req.Body == http.NoBody:
+		b.replayable = true
+		return b, nil
+	case req.GetBody != nil && !mustBuffer:
+		b.replayable = true
+		return b, nil
+	case limit < 0 && !mustBuffer:
+		return b, nil
+	case limit < 0:
 		limit = defaultMaxBufferedBody
 	}
-	c.waited = true // reading the body takes time
 	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil {
 		req.Body.Close()
-		return err
+		return b, err
 	}
 	if int64(len(buf)) > limit {
-		c.first = &struct {
+		b.first = &struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
-		return nil
+		return b, nil
 	}
 	req.Body.Close()
-	c.buf, c.inMemory, c.replayable = buf, true, true
+	b.buf, b.inMemory, b.replayable = buf, true, true
+	return b, nil
+}
+
+// set gives r, the request of attempt n (1 for the first), its body. With
+// rewind false the base transport gets no GetBody, so that it cannot send
+// the body again on its own (Go's HTTP/2 client re-sends a request whose
+// stream the server reset with PROTOCOL_ERROR whenever it can rewind it).
+func (b *body) set(r *http.Request, n int, rewind bool) error {
+	switch {
+	case b.src.Body == nil || b.src.Body == http.NoBody:
+		return nil
+	case b.inMemory:
+		buf := b.buf
+		r.Body = io.NopCloser(bytes.NewReader(buf))
+		r.ContentLength = int64(len(buf))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	case n == 1 && b.first != nil:
+		r.Body = b.first
+	case n > 1:
+		rc, err := b.src.GetBody()
+		if err != nil {
+			return err
+		}
+		r.Body = rc
+	}
+	if !rewind {
+		r.GetBody = nil
+	}
 	return nil
+}
+
+// close closes the caller's body when no attempt was sent with it.
+func (b *body) close() {
+	if b.src.Body != nil && !b.inMemory {
+		b.src.Body.Close()
+	}
 }

@@ -36,7 +36,7 @@ func newRetryBudget(ratio float64, burst int) *retryBudget {
 func (b *retryBudget) add(d int64) {
 	for {
 		old := b.micro.Load()
-		next := min(b.burst, old+d)
+		next := max(0, min(b.burst, old+d))
 		if next == old || b.micro.CompareAndSwap(old, next) {
 			return
 		}
@@ -57,19 +57,11 @@ func (b *retryBudget) refund() {
 	}
 }
 
-// spend takes one token for a retry, or reports that none is left.
-func (b *retryBudget) spend() bool {
-	if b == nil {
-		return true
-	}
-	for {
-		old := b.micro.Load()
-		if old < budgetUnit {
-			return false
-		}
-		if b.micro.CompareAndSwap(old, old-budgetUnit) {
-			return true
-		}
+// charge takes one token for a retry sent. Calls that decided together on
+// the last token all go: the budget bounds retries over time, not each one.
+func (b *retryBudget) charge() {
+	if b != nil {
+		b.add(-budgetUnit)
 	}
 }
 

@@ -7,20 +7,17 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Class says what the outcome of one attempt means for a payment call.
 type Class int
 
-// The classes of DESIGN.md §2. A Policy decides, per class, whether and how to
-// retry (see [Rule]).
+// The classes. A Policy decides, per class, whether and how to retry (see
+// [Rule]).
 const (
 	ClassSuccess       Class = iota // 2xx
 	ClassBadRequest                 // 400: fix the request
@@ -68,10 +65,12 @@ func (c Class) String() string {
 // For an error it tells the request that provably never left ([ClassNetwork]:
 // dial, DNS, TLS handshake, connection refused) from one whose outcome is
 // unknown ([ClassTimeout]: time-outs, resets and EOF, which may come after the
-// provider received the request). The caller's own cancellation or deadline is
-// [ClassCanceled]. It decides from error types, never from error text; the
-// Transport then corrects the class with what it saw on the wire (see
-// [Transport]).
+// provider received the request). [context.Canceled] is [ClassCanceled]; a
+// deadline is [ClassTimeout], since a base transport's own time-outs match
+// [context.DeadlineExceeded] too. It decides from error types, never from
+// error text. The Transport then classes the caller's own cancellation or
+// deadline as [ClassCanceled], and corrects Network and Timeout with what it
+// saw on the wire (see [Transport]).
 func Classify(resp *http.Response, err error) Class {
 	if err != nil {
 		return classifyErr(err)
@@ -103,16 +102,16 @@ func Classify(resp *http.Response, err error) Class {
 }
 
 func classifyErr(err error) Class {
-	// Attempt time-outs come first: they also match context.DeadlineExceeded.
-	if errors.Is(err, ErrAttemptTimeout) {
-		return ClassTimeout
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case neverSent(err):
+		return ClassNetwork
+	case errors.Is(err, context.Canceled):
 		return ClassCanceled
 	}
-	if neverSent(err) {
-		return ClassNetwork
-	}
+	// Time-outs, resets and EOF, and a deadline: the package cannot tell
+	// the caller's deadline from a base transport's own time-out (both
+	// match context.DeadlineExceeded); the Transport can, and classes the
+	// caller's own as ClassCanceled.
 	return ClassTimeout
 }
 
@@ -134,18 +133,28 @@ func neverSent(err error) bool {
 	var (
 		rh    tls.RecordHeaderError
 		alert tls.AlertError
-		cv    *tls.CertificateVerificationError
-		ua    x509.UnknownAuthorityError
-		hn    x509.HostnameError
-		ci    x509.CertificateInvalidError
 	)
-	return errors.As(err, &rh) || errors.As(err, &alert) || errors.As(err, &cv) ||
-		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+	return errors.As(err, &rh) || errors.As(err, &alert) || permanent(err)
+}
+
+// permanent reports whether err is a failure that no retry mends within a
+// payment's time: a server certificate that fails verification, or a host
+// name that does not exist.
+func permanent(err error) bool {
+	var (
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		dns *net.DNSError
+	)
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		errors.As(err, &dns) && dns.IsNotFound
 }
 
 // isCompliance reports whether a provider's code or message describes a
 // compliance review or a request for information, which is never retried
-// (seed 002_3e18af4f20d976a0.txt: "Do not retry an open RFI").
+// (Verto API, Errors and Retries: "Do not retry an open RFI").
 func isCompliance(code, msg string) bool {
 	for _, tok := range strings.FieldsFunc(strings.ToUpper(code), func(r rune) bool {
 		return r == '_' || r == '-' || r == '.' || r == ' ' || r == ':'
@@ -159,166 +168,66 @@ func isCompliance(code, msg string) bool {
 		strings.Contains(m, "compliance hold")
 }
 
-const (
-	traceGetConn uint32 = 1 << iota // the base asked for a connection
-	traceGotConn                    // ... and obtained one
-)
-
-// tracer records what the base transport did on the wire for the attempt
-// under way. A request is proved never to have left only when the base
-// reported asking for a connection (so it reports through httptrace at all)
-// and never obtained one: once a connection is obtained the request may be on
-// its way, even before WroteHeaders fires (HTTP/2 flushes the HEADERS frame
-// first).
-//
-// Tracers are pooled, and their hooks are made once. Each call gets a
-// ClientTrace of its own that points at them while the call runs; release
-// points it at hooks that do nothing, so that the context of the request the
-// call returns reaches no tracer, whatever is sent with it later. A base that
-// copies the hooks into a trace of its own while the call runs (httptrace
-// composes a base's trace with payretry's so) and fires them after its
-// RoundTrip returned would still reach a pooled tracer: net/http fires them
-// only inside RoundTrip.
-type tracer struct {
-	flags   atomic.Uint32
-	getConn func(string)
-	gotConn func(httptrace.GotConnInfo)
-}
-
-var tracers = sync.Pool{New: func() any { return newTracer() }}
-
-func ignoreGetConn(string)                {}
-func ignoreGotConn(httptrace.GotConnInfo) {}
-
-func newTracer() *tracer {
-	tr := &tracer{}
-	tr.getConn = func(string) { tr.flags.Or(traceGetConn) }
-	tr.gotConn = func(httptrace.GotConnInfo) { tr.flags.Or(traceGotConn) }
-	return tr
-}
-
-// attach returns ctx with a ClientTrace that reports to tr, and the trace.
-func (tr *tracer) attach(ctx context.Context) (context.Context, *httptrace.ClientTrace) {
-	if traceKey == nil || httptrace.ContextClientTrace(ctx) != nil {
-		// The caller traces the request too: httptrace composes the two.
-		trace := &httptrace.ClientTrace{GetConn: tr.getConn, GotConn: tr.gotConn}
-		return httptrace.WithClientTrace(ctx, trace), trace
+// keyInUse reports whether a 409's code or message says that another request
+// with the same idempotency key is in flight (KeyStone API, HTTP status
+// codes: "409 Conflict: Duplicate idempotency key"; the IETF Idempotency-Key
+// draft's concurrent request), rather than a conflict with the resource's
+// state, which is definitive.
+func keyInUse(code, msg string) bool {
+	c := strings.ToUpper(code)
+	if strings.Contains(c, "IDEMPOTEN") || strings.Contains(c, "IN_PROGRESS") || strings.Contains(c, "DUPLICATE") {
+		return true
 	}
-	x := &traceCtx{Context: ctx}
-	x.trace.GetConn, x.trace.GotConn = tr.getConn, tr.gotConn
-	return x, &x.trace
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "idempotency key") || strings.Contains(m, "idempotency_key") ||
+		strings.Contains(m, "idempotency-key") || strings.Contains(m, "in progress")
 }
 
-// traceCtx is the caller's context with a ClientTrace, made in one allocation
-// where httptrace.WithClientTrace makes two (the trace and its context).
-type traceCtx struct {
-	context.Context
-	trace httptrace.ClientTrace
-}
-
-// Value returns the trace for httptrace's key and asks the caller's context
-// for any other.
-func (x *traceCtx) Value(key any) any {
-	if key == traceKey {
-		return &x.trace
-	}
-	return x.Context.Value(key)
-}
-
-// traceKey is the key under which net/http/httptrace looks a ClientTrace up.
-// The package does not export it, so init learns it by letting
-// ContextClientTrace look it up in a probe, then checks it: if the check
-// fails, traceKey stays nil and attach falls back to
-// httptrace.WithClientTrace.
-var traceKey any
-
-func init() {
-	p := &keyProbe{Context: context.Background()}
-	httptrace.ContextClientTrace(p)
-	traceKey = p.key
-	x := &traceCtx{Context: context.Background()}
-	if traceKey == nil || httptrace.ContextClientTrace(x) != &x.trace {
-		traceKey = nil
-	}
-}
-
-// keyProbe is a context that records the key it is asked for.
-type keyProbe struct {
-	context.Context
-	key any
-}
-
-func (p *keyProbe) Value(key any) any {
-	p.key = key
-	return nil
-}
-
-// classify returns the class of an attempt, corrected with what the trace saw
-// on the wire, and whether a write may have reached the provider in it.
-func (c *call) classify(resp *http.Response, err error, timedOut bool) (Class, bool) {
-	if err == nil {
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			peekBody(resp) // make the body re-readable for the classifier
+// classify sets a.o, the outcome of attempt a at now: the policy's class,
+// corrected with what the wire saw, and what the answer says.
+func (c *call) classify(a *try, timedOut bool, now time.Time) {
+	o := &a.o
+	if a.resp != nil {
+		o.class, o.status, o.sent = c.t.p.Classify(forClassify(a.resp), nil), a.resp.StatusCode, true
+		if o.class < 0 || int(o.class) >= numClasses || o.class == ClassNetwork || o.class == ClassCanceled {
+			o.class = ClassOther // an answer came: it left, and it was not canceled
 		}
-		class := c.t.p.Classify(resp, nil)
-		switch {
-		case class < 0 || int(class) >= numClasses || class == ClassNetwork || class == ClassCanceled:
-			// A response was received: it left, and it was not canceled.
-			class = ClassOther
+		if o.class != ClassSuccess {
+			a.code, a.msg = decodeError(peekBody(a.resp))
+			o.compliance = isCompliance(a.code, a.msg)
+			o.keyInUse = o.class == ClassConflict && keyInUse(a.code, a.msg)
+			o.retryAfter, o.hasRetryAfter = retryAfter(a.resp.Header, now)
 		}
-		// A response classed as a time-out (a gateway's 504) leaves the
-		// outcome of a write unknown.
-		return class, class == ClassTimeout && c.write
+		return
 	}
-	var class Class
+	if timedOut {
+		a.err = ErrAttemptTimeout
+	}
+	o.cause = a.err
 	switch {
 	case c.req.Context().Err() != nil:
-		class = ClassCanceled
+		o.class = ClassCanceled // the caller's own cancellation or deadline
 	case timedOut:
-		class = ClassTimeout
+		o.class = ClassTimeout
 	default:
-		class = c.t.p.Classify(nil, err)
-		if class != ClassTimeout && class != ClassNetwork && class != ClassCanceled {
-			class = classifyErr(err) // an error is one of these three
+		o.class = c.t.p.Classify(nil, a.err)
+		if o.class != ClassTimeout && o.class != ClassNetwork {
+			o.class = classifyErr(a.err) // an error is one of these two (the caller's context is not done)
+			if o.class == ClassCanceled {
+				o.class = ClassTimeout // a base's own cancellation: judge by the wire
+			}
 		}
 	}
-	if !c.write {
-		return class, false
-	}
-	flags := c.tracer.flags.Load()
-	neverLeft := flags&traceGetConn != 0 && flags&traceGotConn == 0
+	o.permanent = permanent(a.err)
+	w := c.wire
 	switch {
-	case class == ClassNetwork && flags&traceGotConn != 0:
-		class = ClassTimeout
-	case class == ClassTimeout && neverLeft:
-		class = ClassNetwork
+	case w == nil: // a safe method: its outcome does not matter
+		o.sent = o.class != ClassNetwork
+	case o.class == ClassNetwork && w.got.Load():
+		o.class, o.sent = ClassTimeout, true // a connection was obtained: it may have left
+	case o.class == ClassTimeout && w.neverLeft():
+		o.class = ClassNetwork
+	default:
+		o.sent = o.class != ClassNetwork && !w.neverLeft()
 	}
-	return class, class != ClassNetwork && !neverLeft
-}
-
-// mayRetry applies the policy's rule and the invariants that no rule can
-// lift. It returns the reason when no retry may follow.
-func (c *call) mayRetry(class Class, resp *http.Response, code, msg string) (bool, error) {
-	rule := c.t.rules[class]
-	switch {
-	case class == ClassCanceled:
-		return false, c.req.Context().Err()
-	case !rule.Retry:
-		return false, ErrNotRetryable
-	case class == ClassUnauthorized && (c.t.p.RefreshAuth == nil || c.refreshed):
-		return false, ErrNotRetryable
-	case len(rule.Statuses) > 0 && resp != nil && !slices.Contains(rule.Statuses, resp.StatusCode):
-		return false, ErrNotRetryable
-	case c.write && c.key == "" && class != ClassNetwork && class != ClassUnauthorized:
-		return false, ErrUnsafeRetry
-	case isCompliance(code, msg):
-		return false, ErrCompliance
-	case c.attempts >= c.t.p.MaxAttempts:
-		return false, ErrRetriesExhausted
-	case !c.t.budget.has():
-		return false, ErrRetryBudget
-	case !c.replayable:
-		return false, ErrBodyNotReplayable
-	}
-	return true, nil
 }

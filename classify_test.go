@@ -46,7 +46,9 @@ func TestClassifyError(t *testing.T) {
 		{"attempt timeout", ErrAttemptTimeout, ClassTimeout},
 		{"wrapped attempt timeout", fmt.Errorf("x: %w", ErrAttemptTimeout), ClassTimeout},
 		{"canceled", context.Canceled, ClassCanceled},
-		{"deadline", context.DeadlineExceeded, ClassCanceled},
+		// A base transport's own time-outs match context.DeadlineExceeded
+		// too; the Transport classes the caller's own deadline as canceled.
+		{"deadline", context.DeadlineExceeded, ClassTimeout},
 		{"other", errors.New("something"), ClassTimeout},
 	}
 	for _, c := range cases {

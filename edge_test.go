@@ -163,19 +163,24 @@ func TestRedactCardNumbersWithSeparators(t *testing.T) {
 // On the wire: a request is proved never to have left only when the base
 // asked for a connection and got none.
 func TestNeverLeftNeedsNoConnection(t *testing.T) {
-	c := &call{t: &Transport{p: Policy{Classify: Classify}}, req: httptestRequest(http.MethodPost, "/"), write: true, tracer: &tracer{}}
-	c.tracer.flags.Store(traceGetConn)
-	class, unknown := c.classify(nil, io.ErrUnexpectedEOF, false)
-	assert.Equal(t, ClassNetwork, class)
-	assert.False(t, unknown)
+	c := &call{t: &Transport{p: Policy{Classify: Classify}}, req: httptestRequest(http.MethodPost, "/"), wire: &wire{}}
+	classify := func() outcome {
+		a := &try{err: io.ErrUnexpectedEOF}
+		c.classify(a, false, t0)
+		return a.o
+	}
+	c.wire.asked.Store(true)
+	o := classify()
+	assert.Equal(t, ClassNetwork, o.class)
+	assert.False(t, o.sent)
 
-	c.tracer.flags.Store(traceGetConn | traceGotConn) // HTTP/2 may have sent it before WroteHeaders
-	class, unknown = c.classify(nil, io.ErrUnexpectedEOF, false)
-	assert.Equal(t, ClassTimeout, class)
-	assert.True(t, unknown)
+	c.wire.got.Store(true) // HTTP/2 may have sent it before WroteHeaders
+	o = classify()
+	assert.Equal(t, ClassTimeout, o.class)
+	assert.True(t, o.sent)
 
-	c.tracer.flags.Store(0) // a base that reports nothing proves nothing
-	class, unknown = c.classify(nil, io.ErrUnexpectedEOF, false)
-	assert.Equal(t, ClassTimeout, class)
-	assert.True(t, unknown)
+	c.wire.reset() // a base that reports nothing proves nothing
+	o = classify()
+	assert.Equal(t, ClassTimeout, o.class)
+	assert.True(t, o.sent)
 }

@@ -3,7 +3,6 @@ package payretry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -172,7 +171,7 @@ func CheckResponse(resp *http.Response) error {
 		RequestID:  requestID(resp.Header),
 	}
 	if resp.Request != nil {
-		if o, ok := resp.Request.Context().Value(outcomeKey{}).(*outcome); ok {
+		if o, ok := resp.Request.Context().Value(outcomeKey{}).(*callOutcome); ok {
 			e.Provider = o.provider
 			e.Class = o.class
 			e.Attempts = o.attempts
@@ -185,9 +184,9 @@ func CheckResponse(resp *http.Response) error {
 	return e
 }
 
-// outcome is attached to the request of a final non-2xx response returned by a
-// Transport, so that CheckResponse can report what the transport knew.
-type outcome struct {
+// callOutcome is attached to the request of a final non-2xx response returned
+// by a Transport, so that CheckResponse can report what the transport knew.
+type callOutcome struct {
 	provider string
 	class    Class
 	attempts int
@@ -196,27 +195,3 @@ type outcome struct {
 }
 
 type outcomeKey struct{}
-
-// budgetErr is the cause of a call whose retry the budget refused after an
-// attempt without a response; errors.Is matches both.
-func budgetErr(last error) error {
-	if last == nil {
-		return ErrRetryBudget
-	}
-	return fmt.Errorf("%w (last attempt: %w)", ErrRetryBudget, last)
-}
-
-func joinBodyErr(err error) error {
-	if err == nil {
-		return ErrBodyNotReplayable
-	}
-	return &bodyErr{err}
-}
-
-// bodyErr is a transport error that could not be retried because the body
-// could not be replayed; errors.Is matches both.
-type bodyErr struct{ err error }
-
-func (e *bodyErr) Error() string { return e.err.Error() + " (request body cannot be replayed)" }
-
-func (e *bodyErr) Unwrap() []error { return []error{e.err, ErrBodyNotReplayable} }

@@ -62,7 +62,6 @@ func newTestTransport(t testing.TB, base http.RoundTripper, p Policy) (*Transpor
 	require.NoError(t, err)
 	clk := &fakeClock{now: t0}
 	tr.now, tr.sleep, tr.rand = clk.Now, clk.Sleep, func() float64 { return 0.5 }
-	tr.elapsed = func() time.Duration { return clk.Now().Sub(origin) }
 	return tr, clk
 }
 

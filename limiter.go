@@ -2,7 +2,6 @@ package payretry
 
 import (
 	"context"
-	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -14,9 +13,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limit is a client-side limit for one endpoint class of a provider (SmartRetry,
-// seed 004_ca1457097c2eedaa.txt: "Payment operations (sale, capture, refund,
-// void) 100 requests per second"). A request matches when its method and path
+// Limit is a client-side limit for one endpoint class of a provider (SmartRetry
+// docs, Rate limits: "Payment operations (sale, capture, refund, void) 100
+// requests per second"). A request matches when its method and path
 // match; every matching limit applies, so a limit without Methods and Paths
 // is a combined limit over all endpoints. The first matching limit that has
 // Methods or Paths also names the scope of the provider's own rate-limit
@@ -119,9 +118,6 @@ func (l *localLimiter) DownScopes() []string {
 
 type localLimiter struct {
 	scopes sync.Map // scope name -> *scopeState
-	// first is the first scope looked up: most Transports use one scope,
-	// and this spares the map on every call.
-	first atomic.Pointer[namedScope]
 
 	buckets sync.Map // provider -> *sync.Map of limit name -> *rate.Limiter
 
@@ -132,22 +128,17 @@ type localLimiter struct {
 	latest atomic.Int64
 }
 
-// cacheLine is the size of a CPU cache line on the common platforms.
-const cacheLine = 64
-
 // scopeState is the pacing state of one scope.
 type scopeState struct {
 	// quiet: nothing to enforce (no hold, no known window, no adaptive rate,
 	// no failures). Take and a plain success's Observe then take no lock.
 	quiet atomic.Bool
-	_     [cacheLine]byte // every call reads quiet: keep the counters' writes off its line
 
 	// Sends in the current second and the rate of the previous one, to
 	// measure the sending rate; atomic because quiet Takes count too.
-	secStart atomic.Int64 // unix nanoseconds, see sendTime
+	secStart atomic.Int64 // unix nanoseconds
 	secSent  atomic.Int64
 	prevSec  atomic.Int64
-	_        [cacheLine]byte
 
 	mu        sync.Mutex // guards the rest
 	holdUntil time.Time  // Retry-After
@@ -169,45 +160,20 @@ type scopeState struct {
 	nextProbe time.Time
 }
 
-type namedScope struct {
-	name string
-	s    *scopeState
-}
-
 func (l *localLimiter) scope(name string) *scopeState {
-	first := l.first.Load()
-	if first != nil && first.name == name {
-		return first.s
-	}
-	var s *scopeState
 	if v, ok := l.scopes.Load(name); ok {
-		s = v.(*scopeState)
-	} else {
-		s = &scopeState{limit: -1}
-		s.quiet.Store(true)
-		v, _ := l.scopes.LoadOrStore(name, s)
-		s = v.(*scopeState)
+		return v.(*scopeState)
 	}
-	if first == nil {
-		l.first.CompareAndSwap(nil, &namedScope{name, s})
-	}
-	return s
+	s := &scopeState{limit: -1}
+	s.quiet.Store(true)
+	v, _ := l.scopes.LoadOrStore(name, s)
+	return v.(*scopeState)
 }
 
-// sendTime returns the time of a send as countSend takes it: unix
-// nanoseconds, from the time since origin. A time.Now value gives its time
-// by the monotonic clock, as Transport.elapsed does, so that the two agree
-// even after the machine slept; a time without a monotonic reading (a test's
-// clock) gives its wall time.
-func sendTime(sinceOrigin time.Duration) int64 {
-	return origin.UnixNano() + int64(sinceOrigin)
-}
-
-// countSend counts a request sent at n (see sendTime), for the measured
+// countSend counts a request sent at n (unix nanoseconds), for the measured
 // sending rate. A time a second or more before the current second's start
-// starts a new second too: a caller of Take whose times are on another line
-// (wall times, after the machine slept) makes the rate read low for a
-// second, never stops it from being measured.
+// starts a new second too: a caller whose clock was turned back makes the
+// rate read low for a second, never stops it from being measured.
 func (s *scopeState) countSend(n int64) {
 	start := s.secStart.Load()
 	d := n - start
@@ -285,9 +251,8 @@ func scopeProvider(scope string) string {
 // Take implements [Limiter].
 func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error) {
 	s := l.scope(scope)
-	sent := sendTime(now.Sub(origin)) // before notBefore, which drops the monotonic reading
 	if len(limits) == 0 && s.quiet.Load() {
-		s.countSend(sent)
+		s.countSend(now.UnixNano())
 		return 0, WaitNone, nil
 	}
 	now = l.notBefore(now)
@@ -307,8 +272,12 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 	}
 	if !s.reset.IsZero() && !now.Before(s.reset) {
 		// The window rolled: its count starts again; the next response
-		// tells when the new one ends.
+		// tells when the new one ends. A limit of 0 held the scope until
+		// the reset, not for ever: a request may go to learn the next.
 		s.reset, s.sent, s.srvUsed = time.Time{}, 0, 0
+		if s.limit == 0 {
+			s.limit = -1
+		}
 	}
 	if s.limit >= 0 && max(s.sent, s.srvUsed) >= s.limit {
 		if s.reset.IsZero() {
@@ -332,7 +301,7 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		return wait, WaitRateLimit, nil
 	}
 	s.sent++
-	s.countSend(sent)
+	s.countSend(now.UnixNano())
 	if probe {
 		s.nextProbe = now.Add(probeInterval)
 		return 0, WaitOutage, nil
@@ -414,6 +383,9 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		if sig.Reset.Equal(s.reset) && sig.Remaining >= 0 && s.limit >= 0 {
 			s.srvUsed = max(s.srvUsed, s.limit-sig.Remaining)
 		}
+		if sig.Remaining == 0 && s.limit < 0 && sig.Reset.After(s.holdUntil) {
+			s.holdUntil = sig.Reset // spent, by a window whose size is not said
+		}
 	} else if sig.Reset.IsZero() && sig.Remaining == 0 && sig.RetryAt.IsZero() {
 		if h := now.Add(defaultHold); h.After(s.holdUntil) {
 			s.holdUntil = h
@@ -470,176 +442,4 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		s.down = false
 	}
 	return nil
-}
-
-// scopeFor returns the limiter scope of a request and the client-side limits
-// that apply to it.
-func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
-	if len(t.p.Limits) == 0 {
-		return t.p.Name, nil
-	}
-	scope := t.p.Name
-	var mask uint64
-	for i := range t.p.Limits {
-		l := &t.p.Limits[i]
-		if !l.matches(r) {
-			continue
-		}
-		mask |= 1 << i
-		if scope == t.p.Name && l.specific() {
-			scope = t.scopes[i]
-		}
-	}
-	return scope, t.limitSet(mask)
-}
-
-// maxCachedLimits bounds the policies whose sets of limits are made once:
-// a set per subset of at most this many limits.
-const maxCachedLimits = 8
-
-// limitSet returns the limits whose bits are set in mask. Sets are made once
-// and shared by the calls that match them, when the policy has few enough
-// limits to keep a set per subset.
-func (t *Transport) limitSet(mask uint64) []Limit {
-	if mask == 0 {
-		return nil
-	}
-	if len(t.limitSets) > 0 {
-		if set := t.limitSets[mask].Load(); set != nil {
-			return *set
-		}
-	}
-	var set []Limit
-	for i := range t.p.Limits {
-		if mask&(1<<i) != 0 {
-			set = append(set, t.p.Limits[i])
-		}
-	}
-	set = slices.Clip(set) // shared: an append must not write into it
-	if len(t.limitSets) > 0 {
-		t.limitSets[mask].Store(&set)
-	}
-	return set
-}
-
-// throttle waits until the limiter lets the next attempt go. outage reports
-// that it waited for an outage probe (or is the probe), so that a retry costs
-// no budget. The error, an *Error, says why no attempt can be made.
-func (c *call) throttle() (outage bool, err error) {
-	c.hold, c.holdSource = 0, WaitNone
-	t := c.t
-	if t.local == nil {
-		c.waited = true // a shared limiter may take a while to answer
-	} else {
-		if c.state == nil {
-			c.state = t.local.scope(c.scope)
-		}
-		if c.attempts == 0 && len(c.limits) == 0 && c.state.quiet.Load() {
-			// What Take would do for a first attempt that no limit
-			// applies to, when the scope has nothing to enforce, without
-			// the wall clock it does not need then.
-			at := c.start
-			if c.waited {
-				at = t.elapsed()
-			}
-			c.state.countSend(sendTime(at))
-			return false, nil
-		}
-	}
-	ctx := c.req.Context()
-	now := t.now()
-	for {
-		d, src, lerr := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
-		if lerr != nil {
-			// A shared limiter that fails must not stop payments: send
-			// unpaced, and say so.
-			c.logLimiter(lerr)
-			return outage, nil
-		}
-		if src == WaitOutage {
-			outage = true
-		}
-		if d <= 0 {
-			return outage, nil
-		}
-		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
-			return outage, c.fail(ClassServerError, ErrCircuitOpen)
-		}
-		if c.tooLate(now, d) {
-			if src == WaitOutage {
-				return outage, c.fail(ClassServerError, ErrUnavailable)
-			}
-			e := c.fail(ClassRateLimited, ErrThrottled)
-			e.RetryAt = now.Add(d)
-			return outage, e
-		}
-		if y := time.Duration(c.attempts) * probeYield; src == WaitOutage && !c.tooLate(now, d+y) {
-			// The next probe goes to the first call that asks once this
-			// wait is over, and a failed probe costs its call an attempt.
-			// A call asks later by probeYield for each attempt it made,
-			// so that the probe goes to the call with the most attempts
-			// left: a payment does not spend its last attempt on a
-			// provider that may still be down while others could. It
-			// yields only within its bounds: alone, it still probes.
-			d += y
-		}
-		if serr := t.sleep(ctx, d); serr != nil {
-			return outage, c.fail(ClassCanceled, serr)
-		}
-		c.hold += d
-		c.holdSource = src
-		c.waited = true
-		now = t.now()
-	}
-}
-
-// tooLate reports whether a wait of d from now would pass MaxElapsedTime or
-// the context's deadline.
-func (c *call) tooLate(now time.Time, d time.Duration) bool {
-	if c.sinceStart(now)+d > c.t.p.MaxElapsedTime {
-		return true
-	}
-	dl, ok := c.req.Context().Deadline()
-	return ok && time.Until(dl) < d
-}
-
-// observe tells the limiter what an attempt said about the provider.
-func (c *call) observe(resp *http.Response, class Class) {
-	if class == ClassCanceled {
-		return // says nothing about the provider
-	}
-	sig := Signal{Limit: -1, Remaining: -1}
-	plain := class == ClassSuccess && c.attempts == 1 && !hasRateFields(resp.Header)
-	if plain && c.state != nil && c.state.quiet.Load() {
-		return // what Observe would do with it, without a clock read
-	}
-	now := c.t.now()
-	if resp != nil && !plain {
-		sig = ParseSignal(resp.Header, now)
-		if resp.StatusCode < 400 {
-			// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay before
-			// following the redirect; with a 2xx it is a polling hint.
-			// Neither says the quota is spent.
-			sig.RetryAt = time.Time{}
-		}
-	}
-	switch class {
-	case ClassRateLimited:
-		sig.Throttled = true
-	case ClassServerError, ClassTimeout, ClassNetwork:
-		sig.Failed = true
-		sig.CoolDown = c.t.p.BreakerCoolDown
-	default:
-		sig.OK = true
-	}
-	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {
-		c.logLimiter(err)
-	}
-}
-
-func (c *call) logLimiter(err error) {
-	if l := c.t.p.Logger; l != nil {
-		l.LogAttrs(c.req.Context(), slog.LevelWarn, "payretry: limiter failed; sending unpaced",
-			slog.String("provider", c.t.p.Name), slog.String("error", err.Error()))
-	}
 }

@@ -161,10 +161,9 @@ func TestLimitSetsAreShared(t *testing.T) {
 	_, again := tr.scopeFor(req)
 	require.NotEmpty(t, first)
 	assert.Same(t, &first[0], &again[0])
-	assert.Zero(t, testing.AllocsPerRun(100, func() { tr.scopeFor(req) }))
 
 	var many []Limit
-	for i := range maxCachedLimits + 2 {
+	for i := range 10 {
 		many = append(many, Limit{Name: fmt.Sprintf("l%d", i), Paths: []string{fmt.Sprintf("/p%d/", i)}, Rate: float64(i + 1)})
 	}
 	many = append(many, Limit{Name: "all", Rate: 1000})
@@ -192,10 +191,6 @@ func TestTakeAllIsAllOrNothing(t *testing.T) {
 	wait := takeAll([]*rate.Limiter{a, b}, now) // b is empty for a second
 	assert.Equal(t, time.Second, wait)
 	assert.InDelta(t, 1, a.TokensAt(now), 1e-9, "a gave nothing while b made the request wait")
-	assert.Zero(t, testing.AllocsPerRun(100, func() {
-		now = now.Add(time.Second)
-		takeAll([]*rate.Limiter{a, b}, now)
-	}))
 }
 
 // A Take that comes with an earlier time than one before it (a call that
@@ -244,75 +239,22 @@ func TestRetryBudget(t *testing.T) {
 
 func TestRetryBudgetRefundsSuccessfulRetries(t *testing.T) {
 	b := newRetryBudget(0, 2)
-	require.True(t, b.spend())
+	b.charge()
 	b.refund()
-	require.True(t, b.spend())
-	require.True(t, b.spend())
-	assert.False(t, b.spend())
+	b.charge()
+	require.True(t, b.has())
+	b.charge()
+	assert.False(t, b.has())
+	b.charge()
+	b.refund()
+	assert.True(t, b.has(), "a charge on an empty budget is not a debt")
+	b.charge()
 	b.earn()
 	assert.False(t, b.has(), "ratio 0 earns nothing")
 	assert.Nil(t, newRetryBudget(-1, 5), "negative ratio: no budget")
 	var off *retryBudget
-	assert.True(t, off.spend())
-}
-
-// A first attempt on a scope with nothing to enforce reads only the
-// monotonic clock; the wall clock is read once something needs it (a
-// failure here).
-func TestQuietCallsReadNoWallClock(t *testing.T) {
-	s := newScript(t, status(200, ""), status(200, ""), status(503, ""), status(200, ""))
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
-	var wall int
-	tr.now = func() time.Time { wall++; return clk.Now() }
-	for range 2 {
-		resp, err := getOnce(t, tr, s.URL)
-		require.NoError(t, err)
-		require.Equal(t, 200, resp.StatusCode)
-	}
-	assert.Zero(t, wall)
-	_, err := getOnce(t, tr, s.URL) // a 503: the scope is no longer quiet
-	require.NoError(t, err)
-	assert.Equal(t, 1, wall, "the failure is observed at a time")
-	_, err = getOnce(t, tr, s.URL)
-	require.NoError(t, err)
-	assert.Equal(t, 3, wall, "Take and Observe while the scope is not quiet")
-}
-
-// sendTime puts a time since origin on the unix time line: read from the
-// monotonic clock alone (sinceOrigin) or from a time.Now, it is the same
-// instant; a time without a monotonic reading (a test's clock) counts at its
-// wall time.
-func TestSendTimes(t *testing.T) {
-	fast := sendTime(sinceOrigin())
-	slow := sendTime(time.Now().Sub(origin))
-	assert.InDelta(t, fast, slow, float64(time.Second))
-	assert.LessOrEqual(t, fast, slow)
-	assert.Equal(t, t0.UnixNano(), sendTime(t0.Sub(origin)))
-	assert.Equal(t, t0.Add(time.Second).UnixNano(), sendTime(t0.Add(time.Second).Sub(origin)))
-}
-
-// Sends counted by the transport's quiet path and by Take fall in the same
-// seconds.
-func TestSendsCountInOneSecondWhicheverPathCountedThem(t *testing.T) {
-	s := newScript(t, status(200, ""))
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
-	l := tr.p.Limiter.(*localLimiter)
-	for range 3 {
-		_, err := getOnce(t, tr, s.URL) // quiet: the transport counts
-		require.NoError(t, err)
-	}
-	for range 2 {
-		d, _, err := l.Take(context.Background(), "p", nil, clk.Now()) // Take counts
-		require.NoError(t, err)
-		require.Zero(t, d)
-	}
-	st := l.scope("p")
-	assert.EqualValues(t, 5, st.secSent.Load())
-	clk.Sleep(context.Background(), 1500*time.Millisecond)
-	_, err := getOnce(t, tr, s.URL)
-	require.NoError(t, err)
-	assert.EqualValues(t, 5, st.prevSec.Load(), "the second before")
-	assert.EqualValues(t, 1, st.secSent.Load())
+	off.charge()
+	assert.True(t, off.has())
 }
 
 // A send a second or more before the current second (a time on another line)

@@ -35,6 +35,10 @@ type Policy struct {
 	// interval ± interval×RandomizationFactor. 0 means 0.5; a negative value
 	// turns jitter off; at most 1.
 	RandomizationFactor float64
+	// JitterUpOnly draws each wait from [interval, interval ×
+	// (1+RandomizationFactor)] instead, so that no wait is shorter than the
+	// interval (SmartRetry adds 0 to 10 % to each delay).
+	JitterUpOnly bool
 	// MaxElapsedTime bounds the whole logical call, all attempts and waits
 	// (default 1m). No wait starts that would end past it; a retry still
 	// running when it ends is cut off as a time-out, and so is the first

@@ -89,15 +89,17 @@ func TestPresetsAreValid(t *testing.T) {
 func TestJitterStaysInRange(t *testing.T) {
 	tr, err := NewTransport(nil, Policy{InitialInterval: time.Second, RandomizationFactor: 0.25})
 	require.NoError(t, err)
+	p := tr.Policy()
 	for _, r := range []float64{0, 0.5, 0.999999} {
-		tr.rand = func() float64 { return r }
-		c := &call{t: tr}
-		d := c.backoff()
+		d := p.backoff(1, r)
 		assert.GreaterOrEqual(t, d, 750*time.Millisecond)
 		assert.LessOrEqual(t, d, 1250*time.Millisecond)
 	}
-	tr.rand = func() float64 { return 0 }
-	c := &call{t: tr}
-	assert.Equal(t, 750*time.Millisecond, c.backoff())
-	assert.Equal(t, 1500*time.Millisecond, c.backoff())
+	assert.Equal(t, 750*time.Millisecond, p.backoff(1, 0))
+	assert.Equal(t, 1500*time.Millisecond, p.backoff(2, 0))
+	assert.Equal(t, 30*time.Second-7500*time.Millisecond, p.backoff(10, 0), "MaxInterval caps before jitter")
+
+	p.JitterUpOnly = true
+	assert.Equal(t, time.Second, p.backoff(1, 0), "never shorter than the interval")
+	assert.Equal(t, 1250*time.Millisecond, p.backoff(1, 1))
 }

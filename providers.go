@@ -223,6 +223,7 @@ func SmartRetry() Policy {
 		MaxInterval:         60 * time.Second,
 		Multiplier:          2,
 		RandomizationFactor: 0.1,
+		JitterUpOnly:        true,
 		MaxElapsedTime:      2 * time.Minute,
 		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,

@@ -48,6 +48,9 @@ func newPV(t *testing.T, p Policy, handlers ...http.HandlerFunc) *pvEnv {
 		}
 	}
 	pv.tr, pv.clk = newTestTransport(t, nil, p)
+	if p.JitterUpOnly {
+		pv.tr.rand = func() float64 { return 0 } // the bottom of an upward jitter: the delay itself
+	}
 	return pv
 }
 
@@ -498,15 +501,26 @@ func TestVerto_Wait5to10sOn5xx(t *testing.T) {
 // seed 002_3e18af4f20d976a0.txt (5xx: "wait 5-10 seconds") with DESIGN.md §4
 // ("a server's Retry-After wins over backoff"): a 503's Retry-After is waited
 // as given, below the floor or above the ceiling.
-func TestVerto_RetryAfterOn503Wins(t *testing.T) {
-	for _, ra := range []int{2, 30} {
-		t.Run(strconv.Itoa(ra)+"s", func(t *testing.T) {
-			pv := newPV(t, Verto(), status(503, "", "Retry-After", strconv.Itoa(ra)), status(201, ""))
+// Verto API, Errors and Retries: "5xx ... wait 5-10 seconds". A Retry-After
+// on the 5xx is honoured when it asks for longer, never when it asks for
+// less: the wait is the longer of the two.
+func TestVerto_RetryAfterOn503AtLeastFiveSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		ra   int
+		wait time.Duration
+		src  WaitSource
+	}{
+		{0, 5 * time.Second, WaitBackoff},
+		{2, 5 * time.Second, WaitBackoff},
+		{30, 30 * time.Second, WaitRetryAfter},
+	} {
+		t.Run(strconv.Itoa(tc.ra)+"s", func(t *testing.T) {
+			pv := newPV(t, Verto(), status(503, "", "Retry-After", strconv.Itoa(tc.ra)), status(201, ""))
 			resp := pv.send(http.MethodPost, "/payouts", `{"amount":1}`)
 			assert.Equal(t, 201, resp.StatusCode)
 			pvSame(t, pv.keys(), 2)
-			pv.waited(time.Duration(ra) * time.Second)
-			assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, pv.waitSources())
+			pv.waited(tc.wait)
+			assert.Equal(t, []WaitSource{tc.src, WaitNone}, pv.waitSources())
 		})
 	}
 }
@@ -904,6 +918,24 @@ func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
 	assert.Equal(t, 6, e.Attempts)
 	assert.Equal(t, "INTERNAL_ERROR", e.Code)
 	assert.True(t, e.OutcomeUnknown, "a 5xx to a write does not say it did not execute")
+}
+
+// SmartRetry docs, Rate limits: "delay += random.uniform(0, delay * 0.1)  #
+// Add 10% jitter": the jitter only lengthens a delay, so no wait is shorter
+// than the documented 1 s, 2 s, ...
+func TestSmartRetry_JitterNeverShortensTheDelay(t *testing.T) {
+	for _, r := range []float64{0, 0.5, 0.999999} {
+		pv := newPV(t, SmartRetry(), status(500, ""), status(502, ""), status(200, ""))
+		pv.tr.rand = func() float64 { return r }
+		resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
+		assert.Equal(t, 200, resp.StatusCode)
+		waits := pv.clk.Waits()
+		require.Len(t, waits, 2)
+		for i, base := range []time.Duration{time.Second, 2 * time.Second} {
+			assert.GreaterOrEqual(t, waits[i], base, "r=%v", r)
+			assert.LessOrEqual(t, waits[i], base+base/10, "r=%v", r)
+		}
+	}
 }
 
 // seed 004_ca1457097c2eedaa.txt: "401 No Check API key": never retried, not

@@ -10,9 +10,9 @@ import (
 // time.Duration cannot overflow; anything longer is far past any MaxRetryAfter.
 const maxDelaySeconds = 1 << 30
 
-// maxDigits is where parseDigits saturates: far above any unix time in seconds
-// and small enough that no arithmetic on it overflows.
-const maxDigits = 1 << 40
+// maxDigits is where parseDigits saturates: above any unix time in
+// microseconds, and small enough that no arithmetic on it overflows.
+const maxDigits = 1 << 53
 
 // retryAfter reads a Retry-After field (RFC 9110 §10.2.3): either
 // delay-seconds (1*DIGIT) or an HTTP-date in any form http.ParseTime accepts
@@ -55,12 +55,17 @@ func parseDigits(s string) (int64, bool) {
 	return min(n, maxDigits), true
 }
 
-// unixThreshold tells the two forms of X-RateLimit-Reset apart: a value of a
+// unixThreshold tells the forms of X-RateLimit-Reset apart: a value of a
 // billion or more is a unix time in seconds (any date after September 2001;
-// SmartRetry, seed 004_ca1457097c2eedaa.txt: "Unix timestamp when the window
-// resets"), a smaller one is delta-seconds (GitHub-style APIs and the IETF
-// drafts). No window lasts 31 years, and no unix time in use is that small.
-const unixThreshold = 1_000_000_000
+// SmartRetry docs, Rate limits: "Unix timestamp when the window resets"), a
+// smaller one is delta-seconds (GitHub-style APIs and the IETF drafts). No
+// window lasts 31 years, and no unix time in use is that small. A value of
+// unixMilliThreshold or more is a unix time in milliseconds (any date after
+// September 2001 again), as some gateways send.
+const (
+	unixThreshold      = 1_000_000_000
+	unixMilliThreshold = 1_000_000_000_000
+)
 
 // Signal is what one response said about the rate limit of its scope, read
 // by [ParseSignal] and passed to [Limiter.Observe].
@@ -89,7 +94,7 @@ type Signal struct {
 // Throttled, Failed and OK are left to the caller.
 func ParseSignal(h http.Header, now time.Time) Signal {
 	s := Signal{Limit: -1, Remaining: -1}
-	if len(h) == 0 {
+	if !hasRateFields(h) {
 		return s
 	}
 	if d, ok := retryAfter(h, now); ok {
@@ -112,6 +117,8 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 		}
 		if v, ok := parseDigits(strings.TrimSpace(first(h, f.reset))); ok && s.Reset.IsZero() {
 			switch {
+			case f.unix && v >= unixMilliThreshold:
+				s.Reset = time.UnixMilli(v)
 			case f.unix && v >= unixThreshold:
 				s.Reset = time.Unix(v, 0)
 			case v < unixThreshold:
@@ -147,8 +154,9 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 	return s
 }
 
-// hasRateFields reports whether h has any field ParseSignal reads. Response
-// headers are few, so one pass over them beats nine lookups.
+// hasRateFields reports whether h has any field ParseSignal reads: most
+// responses have none, and one pass over their few fields beats nine
+// lookups.
 func hasRateFields(h http.Header) bool {
 	for k := range h {
 		if len(k) < 9 || (k[0] != 'R' && k[0] != 'X') {
@@ -159,6 +167,21 @@ func hasRateFields(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// bound returns s with every instant it holds a scope until (RetryAt, Reset)
+// at most max after now: what a provider or a gateway sends is untrusted,
+// and no header may stop payments for longer than the policy allows
+// (Policy.MaxRetryAfter).
+func (s Signal) bound(now time.Time, max time.Duration) Signal {
+	limit := now.Add(max)
+	if s.RetryAt.After(limit) {
+		s.RetryAt = limit
+	}
+	if s.Reset.After(limit) {
+		s.Reset = limit
+	}
+	return s
 }
 
 // first returns the first value of a field by its canonical name, without

@@ -114,4 +114,3 @@ func (b *tracingBase) RoundTrip(r *http.Request) (*http.Response, error) {
 	b.trace.Store(trace)
 	return b.next.RoundTrip(r.WithContext(ctx))
 }
-

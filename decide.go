@@ -1,0 +1,166 @@
+package payretry
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// This file is the whole retry decision: one function from what a call knows
+// and what one attempt showed to what happens next. It does no I/O, so every
+// rule and invariant below is tested as tables (decide_test.go) and over
+// random outcome sequences (invariants_test.go).
+
+// state is what a call knows when one of its attempts ends.
+type state struct {
+	write      bool // the method is not safe: a second execution matters
+	keyed      bool // the call carries an idempotency key
+	unknown    bool // an earlier attempt may have executed the write: the key is pinned
+	attempts   int  // attempts made, the one being decided included
+	refreshed  bool // Policy.RefreshAuth ran in this call
+	backoffs   int  // backoff waits made
+	replayable bool // the body can be sent again
+}
+
+// outcome is what one attempt showed.
+type outcome struct {
+	class      Class
+	status     int   // 0 when no response was received
+	sent       bool  // the request may have reached the provider; false: provably never left
+	permanent  bool  // a failure that no retry mends (a certificate that fails verification)
+	compliance bool  // the provider reports a compliance review or a request for information
+	keyInUse   bool  // a 409 saying that another request with the key is in flight
+	cause      error // the error, when no response was received
+	// retryAfter is the provider's Retry-After, when hasRetryAfter.
+	retryAfter    time.Duration
+	hasRetryAfter bool
+}
+
+// bounds are what the wait before a retry must fit in.
+type bounds struct {
+	left    time.Duration // until MaxElapsedTime or the context's deadline, whichever is sooner
+	backoff time.Duration // the next backoff interval, jitter applied
+	budget  bool          // the retry budget has a retry left (see retryBudget)
+}
+
+// decision is what happens after an attempt.
+type decision struct {
+	retry   bool
+	wait    time.Duration
+	source  WaitSource
+	newKey  bool  // the retry carries a new idempotency key
+	refresh bool  // call Policy.RefreshAuth before the retry
+	unknown bool  // the call's outcome is unknown: a write may have executed
+	reason  error // why no retry follows a failure; nil on success or retry
+}
+
+// decide returns what follows an attempt that ended with o. Every guarantee
+// of the README's "What payretry guarantees" that concerns retries is kept
+// here and nowhere else:
+//
+//   - the outcome, once unknown, stays unknown, and then the key never changes;
+//   - a write without a key is retried only when it provably did not execute;
+//   - a compliance review or RFI is never retried, nor a body that cannot be
+//     replayed, nor more than MaxAttempts attempts made;
+//   - no wait passes MaxRetryAfter, MaxElapsedTime or the context's deadline,
+//     and no wait is shorter than the provider's Retry-After or the rule's
+//     MinWait;
+//   - a retry needs the retry budget to have one left (it is paid when sent,
+//     unless it waited for an outage probe: see call.throttle).
+func (t *Transport) decide(s state, o outcome, b bounds) decision {
+	if o.class == ClassSuccess {
+		return decision{}
+	}
+	d := decision{unknown: s.unknown || t.leavesUnknown(s, o)}
+	rule := t.rules[o.class]
+	switch {
+	case o.class == ClassCanceled:
+		d.reason = o.cause
+	case !rule.Retry, o.permanent,
+		len(rule.Statuses) > 0 && o.status != 0 && !slices.Contains(rule.Statuses, o.status),
+		o.class == ClassUnauthorized && (t.p.RefreshAuth == nil || s.refreshed):
+		d.reason = ErrNotRetryable
+	case o.compliance:
+		d.reason = ErrCompliance
+	case s.write && !s.keyed && (d.unknown || o.sent && o.class != ClassUnauthorized):
+		// Only a request that never left, or a 401, proves that a write
+		// without a key did not execute.
+		d.reason = ErrUnsafeRetry
+	case s.attempts >= t.p.MaxAttempts:
+		d.reason = ErrRetriesExhausted
+	case !s.replayable:
+		d.reason = ErrBodyNotReplayable
+	}
+	if d.reason != nil {
+		return d
+	}
+
+	switch {
+	case o.class == ClassUnauthorized:
+		d.refresh = true // and retry at once with the new credentials
+	case o.hasRetryAfter:
+		if o.retryAfter > t.p.MaxRetryAfter {
+			d.reason = ErrWaitTooLong // neither waited out nor shortened
+			return d
+		}
+		d.wait, d.source = o.retryAfter, WaitRetryAfter
+		if rule.MinWait > d.wait {
+			d.wait, d.source = rule.MinWait, WaitBackoff // never shorter than the rule asks
+		}
+	default:
+		d.wait, d.source = b.backoff, WaitBackoff
+		if rule.MaxWait > 0 {
+			d.wait = min(d.wait, rule.MaxWait)
+		}
+		d.wait = max(d.wait, rule.MinWait)
+	}
+	if d.wait > b.left {
+		d.reason = ErrWaitTooLong
+		return d
+	}
+	if !b.budget {
+		d.reason = ErrRetryBudget
+		return d
+	}
+	d.retry = true
+	d.newKey = rule.NewKey && s.keyed && !d.unknown && o.status != 0
+	return d
+}
+
+// leavesUnknown reports whether o leaves the outcome of a write unknown: no
+// answer after the request may have left, or an answer that does not settle
+// it. A 5xx may come after the write executed (Verto API, Errors and
+// Retries: "If you experience a 503 ... you might double-pay"), unless the
+// provider stores it as the key's definitive answer and asks for a new key
+// (NewKey); a 409 to a keyed request may mean that another request with the
+// key is executing it.
+func (t *Transport) leavesUnknown(s state, o outcome) bool {
+	switch {
+	case !s.write || !o.sent:
+		return false
+	case o.status == 0, o.class == ClassTimeout:
+		return true
+	case o.class == ClassServerError:
+		return !t.rules[ClassServerError].NewKey
+	case s.keyed && (t.rules[o.class].OutcomeUnknown || o.class == ClassConflict && o.keyInUse):
+		return true
+	}
+	return false
+}
+
+// backoff returns the nth backoff wait of a call (1 for the first):
+// InitialInterval × Multiplier^(n-1), at most MaxInterval, with jitter from
+// r in [0, 1): within ±RandomizationFactor of it, or only above it with
+// JitterUpOnly.
+func (p *Policy) backoff(n int, r float64) time.Duration {
+	d := float64(p.InitialInterval) * math.Pow(p.Multiplier, float64(n-1))
+	d = min(d, float64(p.MaxInterval))
+	if f := p.RandomizationFactor; f > 0 {
+		if p.JitterUpOnly {
+			d += r * f * d
+		} else {
+			d += (2*r - 1) * f * d
+		}
+	}
+	return time.Duration(d)
+}

@@ -1,0 +1,174 @@
+package payretry
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// newKey returns a random (version 4) UUID from crypto/rand, as the ORZCash
+// Access API asks of its keys (4.3 Idempotency: "A UUID key") and the IETF
+// Idempotency-Key draft recommends.
+func newKey() string { return uuid.NewString() }
+
+// safeMethod reports whether a method is safe to send twice without a key:
+// GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1). PUT and DELETE are
+// idempotent in HTTP terms, but a payment API may give them side effects, so
+// like net/http's own retry logic payretry treats them as writes.
+func safeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// lookup returns the first value of header field name in h and the key it
+// is stored under: the canonical one, or any spelling of it a caller set
+// directly in the map (h["idempotency-key"]).
+func lookup(h http.Header, name string) (value, key string) {
+	if v := h[name]; len(v) > 0 {
+		return v[0], name
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, name) {
+			return v[0], k
+		}
+	}
+	return "", ""
+}
+
+// keys is where a call's idempotency key and correlation id live.
+type keys struct {
+	key    string      // carried by the attempts; "" if none
+	header http.Header // the attempts' header, when it differs from the caller's; nil otherwise
+	name   string      // the header key that carries key, when it is a header
+}
+
+// chooseKeys chooses the call's key, once, before the first attempt, and its
+// correlation id: a key or id the caller set is kept. The key goes in the
+// policy's header, or in its JSON body field when the body is in memory.
+func (t *Transport) chooseKeys(req *http.Request, b *body) keys {
+	p := &t.p
+	var k keys
+	wants := slices.Contains(p.KeyMethods, req.Method)
+	var add []string // header name, value pairs
+	switch {
+	case p.IdempotencyHeader != "":
+		if v, name := lookup(req.Header, p.IdempotencyHeader); v != "" {
+			k.key, k.name = v, name
+		} else if wants {
+			k.key, k.name = newKey(), p.IdempotencyHeader
+			add = append(add, k.name, k.key)
+		}
+	case p.IdempotencyField != "" && b.inMemory && jsonObject(b.buf):
+		if v, ok := jsonField(b.buf, p.IdempotencyField); ok {
+			k.key = v
+		} else if wants {
+			k.key = newKey()
+			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key)
+		}
+	case p.IdempotencyField == "" && !safeMethod(req.Method):
+		// A key the caller set in a standard header makes a write safe to
+		// replay when the policy does not manage keys. A policy that does
+		// names where its provider reads the key; another header is not it.
+		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
+			if v, name := lookup(req.Header, h); v != "" {
+				k.key, k.name = v, name
+				break
+			}
+		}
+	}
+	if h := p.CorrelationHeader; h != "" {
+		if v, _ := lookup(req.Header, h); v == "" {
+			add = append(add, h, newKey())
+		}
+	}
+	if len(add) > 0 {
+		k.header = maps.Clone(req.Header) // the values are shared, never modified
+		if k.header == nil {
+			k.header = make(http.Header, len(add)/2)
+		}
+		for i := 0; i < len(add); i += 2 {
+			k.header[add[i]] = []string{add[i+1]}
+		}
+	}
+	return k
+}
+
+// rekey gives the next attempts a new key, after a definitive failure that
+// the provider stores under the key (ORZCash).
+func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
+	k.key = newKey()
+	if f := t.p.IdempotencyField; f != "" {
+		b.buf = withJSONField(b.buf, f, k.key)
+		return
+	}
+	h := k.header
+	if h == nil {
+		h = req.Header
+	}
+	k.header = maps.Clone(h)
+	k.header[k.name] = []string{k.key}
+}
+
+// jsonObject reports whether b is one valid JSON object, the only shape in
+// which a key field can be placed.
+func jsonObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// jsonField returns the key in a top-level field of a JSON object, and
+// whether the caller set one: a non-empty string is the key itself; any
+// other value but null (a number, say) is kept as the caller sent it, and
+// its JSON text is the key; null and "" are no key.
+func jsonField(b []byte, field string) (string, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return "", false
+	}
+	raw := bytes.TrimSpace(m[field])
+	var s string
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", false
+	case json.Unmarshal(raw, &s) == nil:
+		return s, s != ""
+	}
+	return string(raw), true
+}
+
+// withJSONField returns a copy of the JSON object b with its top-level field
+// set to value. When the field is absent it is inserted first and the
+// caller's bytes follow unchanged.
+func withJSONField(b []byte, field, value string) []byte {
+	name, _ := json.Marshal(field)
+	val, _ := json.Marshal(value)
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) == nil {
+		if _, present := m[field]; present {
+			// Replace the member (a null or empty one, or a key of ours)
+			// rather than add a second: parsers keep the last of two
+			// members of one name.
+			m[field] = val
+			out, _ := json.Marshal(m)
+			return out
+		}
+	}
+	rest := bytes.TrimLeft(b, " \t\r\n")[1:] // after '{'
+	out := make([]byte, 0, len(b)+len(name)+len(val)+2)
+	out = append(out, '{')
+	out = append(out, name...)
+	out = append(out, ':')
+	out = append(out, val...)
+	if r := bytes.TrimLeft(rest, " \t\r\n"); len(r) > 0 && r[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
+}

@@ -1,0 +1,144 @@
+package payretry
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// scopeFor returns the limiter scope of a request and the client-side limits
+// that apply to it.
+func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
+	if len(t.p.Limits) == 0 {
+		return t.p.Name, nil
+	}
+	scope := t.p.Name
+	var mask uint64
+	for i := range t.p.Limits {
+		l := &t.p.Limits[i]
+		if !l.matches(r) {
+			continue
+		}
+		mask |= 1 << i
+		if scope == t.p.Name && l.specific() {
+			scope = t.scopes[i]
+		}
+	}
+	return scope, t.limitsFor(mask)
+}
+
+// limitsFor returns the limits whose bits are set in mask, made once per
+// mask and shared by the calls that match them (Limiter.Take must not modify
+// them).
+func (t *Transport) limitsFor(mask uint64) []Limit {
+	if mask == 0 {
+		return nil
+	}
+	if set, ok := t.limitSets.Load(mask); ok {
+		return set.([]Limit)
+	}
+	var set []Limit
+	for i := range t.p.Limits {
+		if mask&(1<<i) != 0 {
+			set = append(set, t.p.Limits[i])
+		}
+	}
+	v, _ := t.limitSets.LoadOrStore(mask, slices.Clip(set))
+	return v.([]Limit)
+}
+
+// throttle waits until the limiter lets the next attempt go, or returns why
+// no attempt can be made (an *Error).
+func (c *call) throttle() error {
+	t := c.t
+	c.hold, c.held = 0, WaitNone
+	ctx := c.req.Context()
+	now := t.now()
+	outage := false
+	for {
+		d, src, err := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
+		if err != nil {
+			// A shared limiter that fails must not stop payments: send
+			// unpaced, and say so.
+			c.logLimiter(err)
+			break
+		}
+		outage = outage || src == WaitOutage
+		if d <= 0 {
+			break
+		}
+		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
+			return c.fail(ClassServerError, ErrCircuitOpen)
+		}
+		if d > c.left(now) {
+			if src == WaitOutage {
+				return c.fail(ClassServerError, ErrUnavailable)
+			}
+			e := c.fail(ClassRateLimited, ErrThrottled)
+			e.RetryAt = now.Add(d)
+			return e
+		}
+		if y := time.Duration(c.st.attempts) * probeYield; src == WaitOutage && d+y <= c.left(now) {
+			// The next probe goes to the first call that asks once this
+			// wait is over, and a failed probe costs its call an attempt.
+			// A call asks later by probeYield for each attempt it made,
+			// so that the probe goes to the call with the most attempts
+			// left: a payment does not spend its last attempt on a
+			// provider that may still be down while others could. It
+			// yields only within its bounds: alone, it still probes.
+			d += y
+		}
+		if err := t.sleep(ctx, d); err != nil {
+			return c.fail(ClassCanceled, err)
+		}
+		c.hold += d
+		c.held = src
+		now = t.now()
+	}
+	// A retry is paid when it goes, unless it waited for an outage probe:
+	// then it adds no load.
+	c.paid = c.st.attempts > 0 && !outage && t.budget != nil
+	if c.paid {
+		t.budget.charge()
+	}
+	return nil
+}
+
+// observe tells the limiter what attempt a said about the provider.
+func (c *call) observe(a *try) {
+	if a.o.class == ClassCanceled {
+		return // says nothing about the provider
+	}
+	now := a.start.Add(a.took)
+	sig := Signal{Limit: -1, Remaining: -1}
+	if a.resp != nil {
+		sig = ParseSignal(a.resp.Header, now)
+	}
+	switch a.o.class {
+	case ClassRateLimited:
+		sig.Throttled = true
+	case ClassServerError, ClassTimeout, ClassNetwork:
+		sig.Failed = true
+		sig.CoolDown = c.t.p.BreakerCoolDown
+	default:
+		sig.OK = true
+	}
+	if a.resp == nil || a.resp.StatusCode < 400 {
+		// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay before
+		// following the redirect; with a 2xx it is a polling hint.
+		// Neither says the quota is spent.
+		sig.RetryAt = time.Time{}
+	}
+	sig = sig.bound(now, c.t.p.MaxRetryAfter)
+	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {
+		c.logLimiter(err)
+	}
+}
+
+func (c *call) logLimiter(err error) {
+	if l := c.t.p.Logger; l != nil {
+		l.LogAttrs(c.req.Context(), slog.LevelWarn, "payretry: limiter failed; sending unpaced",
+			slog.String("provider", c.t.p.Name), slog.String("error", err.Error()))
+	}
+}
