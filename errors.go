@@ -135,7 +135,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // requestIDHeaders are the response headers that carry a provider's request id,
-// in order of preference. seed 002_3e18af4f20d976a0.txt: Verto's Vfx-Api-Call-Id.
+// in order of preference (Verto API, Errors and Retries: Vfx-Api-Call-Id).
 var requestIDHeaders = [...]string{"Vfx-Api-Call-Id", "Request-Id", "X-Request-Id"}
 
 func requestID(h http.Header) string {

@@ -153,7 +153,7 @@ type Rule struct {
 	OutcomeUnknown bool
 }
 
-// DefaultRules returns the generic rules of DESIGN.md §2: retry 429, 5xx,
+// DefaultRules returns the generic rules: retry 429, 5xx,
 // time-outs (with a key, or for safe methods) and requests that never left,
 // and a 401 once after Policy.RefreshAuth; never retry other 4xx.
 func DefaultRules() map[Class]Rule {

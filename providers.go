@@ -10,24 +10,26 @@ import (
 // (outcome unknown), retried with the same key.
 const presetAttemptTimeout = 20 * time.Second
 
-// The presets below follow the providers' own documents, kept in
-// shared/seeds/; each rule cites the file it comes from. Every preset keeps the
-// invariants of [Policy.Rules]: a write without a key is retried only when it
-// provably never left, and after an unknown outcome the key never changes.
+// The presets below follow the providers' own documents; each rule cites the
+// document and section it comes from. Every preset keeps the guarantees that
+// no rule can lift (see [Policy.Rules]): a write without a key is retried only
+// when it provably never left, and after an unknown outcome the key never
+// changes.
 
 // ORZCash returns the policy of the ORZCash Access API.
 //
 // ORZCash stores every response under its Idempotency-Key, failures included,
-// and replays it for 24 hours, so a retry after its 5xx or a 429 must carry a
-// new key; after a time-out, or a gateway's 502/504 that ORZCash did not
-// answer itself, the same key is kept, since the first request may have
-// executed. A key the caller set is used for the first attempt and
-// replaced for such retries: the key of the last attempt is in
-// resp.Request.Header, [Error.IdempotencyKey] and [Attempt.IdempotencyKey].
+// and replays it for 24 hours, so a retry after its own 5xx or a 429 must
+// carry a new key; after a time-out, or a 5xx that a gateway sent in its
+// place (one without ORZCash's error body), the same key is kept, since the
+// first request may have executed. A key the caller set is used for the
+// first attempt and replaced for such retries: the key of the last attempt
+// is in resp.Request.Header, [Error.IdempotencyKey] and
+// [Attempt.IdempotencyKey].
 func ORZCash() Policy {
 	return Policy{
 		Name: "orzcash",
-		// seed 000_44e1dbe989a58fef.txt: "Retries should have an exponential
+		// ORZCash Access API, 3.2 Responses: "Retries should have an exponential
 		// backoff and/or jitter."
 		MaxAttempts:         4,
 		InitialInterval:     500 * time.Millisecond,
@@ -37,20 +39,20 @@ func ORZCash() Policy {
 		MaxElapsedTime:      time.Minute,
 		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
-		// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header
+		// ORZCash Access API, 4.3 Idempotency: "add Idempotency-Key: $key header
 		// to your POST request"; "A UUID key".
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost},
 		Classify:          classifyORZCash,
 		Rules: map[Class]Rule{
-			// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails
+			// ORZCash Access API, 3.2 Responses: "Only the requests that fails
 			// with the following HTTP status codes should be retried ... 5xx
 			// ... 429", and "a new idempotency key should be provided as all
 			// requests with the same idempotency key returns the same result,
 			// including 500 requests."
 			ClassServerError: {Retry: true, NewKey: true},
 			ClassRateLimited: {Retry: true, NewKey: true},
-			// seed 001_06ccf73c19d45813.txt: "If a transient error or a
+			// ORZCash Access API, 4.3 Idempotency: "If a transient error or a
 			// time-out occurred and the action was not completed in the
 			// previous request, the subsequent retry pushes the action to its
 			// completion": after a time-out, the same key.
@@ -58,20 +60,23 @@ func ORZCash() Policy {
 			// A request that never left reached no idempotency store.
 			ClassNetwork: {Retry: true},
 			// Everything else (400, 401, 403, 404, 409, 422) is not in
-			// seed 000's list: not retried.
+			// that list: not retried.
 		},
 	}
 }
 
 // classifyORZCash tells ORZCash's own 5xx, which it stores under the key and
-// replays (seed 000_44e1dbe989a58fef.txt), from a gateway's 502 or 504 without
-// ORZCash's error body: a proxy in front gave up or could not read the answer,
+// replays (ORZCash Access API, 3.2 Responses: "all requests with the same
+// idempotency key returns the same result, including 500 requests"), from
+// any 5xx without ORZCash's error body ({"code": ..., "message": ...}): a
+// CDN, load balancer or proxy in front (Cloudflare's 520-527, Envoy's
+// "upstream connect error", nginx's HTML 502/503/504) answered instead,
 // ORZCash may still be executing the request, and nothing was stored under
-// the key. That is an unknown outcome: the retry keeps the key, never a new
-// one, which could execute the payment twice.
+// the key. That is an unknown outcome, like a time-out: the retry keeps the
+// key, never a new one, which could execute the payment twice.
 func classifyORZCash(resp *http.Response, err error) Class {
 	c := Classify(resp, err)
-	if resp == nil || (resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusGatewayTimeout) {
+	if c != ClassServerError {
 		return c
 	}
 	if code, _ := decodeError(peekBody(resp)); code == "" {
@@ -97,39 +102,39 @@ func Verto() Policy {
 		MaxElapsedTime:      time.Minute,
 		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
-		// seed 002_3e18af4f20d976a0.txt: "Send an Idempotency-Key on any
+		// Verto API, Errors and Retries: "Send an Idempotency-Key on any
 		// write request that can create a financial side effect."
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
-		// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id ... Mandatory. A
+		// Verto API, Errors and Retries: "Vfx-Correlation-Id ... Mandatory. A
 		// unique GUID provided by you to track a logical operation", "retry
 		// with the same logical tracking IDs".
 		CorrelationHeader: "Vfx-Correlation-Id",
 		Classify:          classifyVerto,
 		Rules: map[Class]Rule{
-			// seed 002_3e18af4f20d976a0.txt: "401/403 ... Refresh Token";
+			// Verto API, Errors and Retries: "401/403 ... Refresh Token";
 			// "Authentication or permission failure (401 / 403): Usually no".
 			// A 401 is retried once after the token refresh; a 403 (such as
 			// ROUTE_NOT_AVAILABLE: "Contact your account manager") is not.
 			ClassUnauthorized: {Retry: true},
-			// seed 002_3e18af4f20d976a0.txt: "429 ... Wait. Implement
+			// Verto API, Errors and Retries: "429 ... Wait. Implement
 			// exponential backoff."
 			ClassRateLimited: {Retry: true},
-			// seed 002_3e18af4f20d976a0.txt: "5xx ... Retry Safely. Use your
+			// Verto API, Errors and Retries: "5xx ... Retry Safely. Use your
 			// Idempotency-Key and wait 5-10 seconds."
 			ClassServerError: {Retry: true, MinWait: 5 * time.Second, MaxWait: 10 * time.Second},
-			// seed 002_3e18af4f20d976a0.txt: "Network timeout / unknown
+			// Verto API, Errors and Retries: "Network timeout / unknown
 			// result: Yes, carefully. Retry with the same Idempotency-Key".
 			ClassTimeout: {Retry: true},
 			ClassNetwork: {Retry: true},
-			// seed 002_3e18af4f20d976a0.txt: "400 ... Don't Retry"; "Compliance
+			// Verto API, Errors and Retries: "400 ... Don't Retry"; "Compliance
 			// review or RFI open: No" (enforced for every policy).
 		},
 	}
 }
 
 // classifyVerto refines the status with the errorCode of Verto's error
-// dictionary (seed 002_3e18af4f20d976a0.txt).
+// dictionary (Verto API, Errors and Retries).
 func classifyVerto(resp *http.Response, err error) Class {
 	c := Classify(resp, err)
 	if resp == nil || c == ClassSuccess {
@@ -155,7 +160,7 @@ func classifyVerto(resp *http.Response, err error) Class {
 func KeyStone() Policy {
 	return Policy{
 		Name: "keystone",
-		// seed 003_61ff3aaf39fde65e.txt: "5xx server error: Yes, Exponential
+		// KeyStone API, HTTP status codes: "5xx server error: Yes, Exponential
 		// backoff".
 		MaxAttempts:         4,
 		InitialInterval:     500 * time.Millisecond,
@@ -165,31 +170,32 @@ func KeyStone() Policy {
 		MaxElapsedTime:      time.Minute,
 		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
-		// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent
+		// KeyStone API, HTTP status codes: "Settlement creation is idempotent
 		// via idempotency_key" (a body field); "Subsequent calls: returns the
 		// existing settlement (200)".
 		IdempotencyField: "idempotency_key",
 		KeyMethods:       []string{http.MethodPost},
 		Classify:         classifyKeyStone,
 		Rules: map[Class]Rule{
-			// seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Yes, Refresh
+			// KeyStone API, HTTP status codes: "401 Unauthorized: Yes, Refresh
 			// token first, then retry".
 			ClassUnauthorized: {Retry: true},
 			ClassServerError:  {Retry: true},
-			// seed 003_61ff3aaf39fde65e.txt: "Network timeout: Yes, Retry with
+			// KeyStone API, HTTP status codes: "Network timeout: Yes, Retry with
 			// same idempotency key".
 			ClassTimeout: {Retry: true},
 			ClassNetwork: {Retry: true},
-			// Not in the document; DESIGN.md §2: 429 is retried for all four.
+			// Not in the document, which does not list 429; a rate limit
+			// executed nothing, so it is retried as for the other three.
 			ClassRateLimited: {Retry: true},
-			// seed 003_61ff3aaf39fde65e.txt: "400/422 Validation: No", "409
+			// KeyStone API, HTTP status codes: "400/422 Validation: No", "409
 			// Conflict: No, Check current state", "404 Not Found: No".
 		},
 	}
 }
 
 // classifyKeyStone reads KeyStone's {"detail": ...} bodies
-// (seed 003_61ff3aaf39fde65e.txt): an expired JWT is a 401 whatever the
+// (KeyStone API, HTTP status codes): an expired JWT is a 401 whatever the
 // status, and a list-shaped detail is a validation error (422).
 func classifyKeyStone(resp *http.Response, err error) Class {
 	c := Classify(resp, err)
@@ -216,7 +222,7 @@ func classifyKeyStone(resp *http.Response, err error) Class {
 func SmartRetry() Policy {
 	return Policy{
 		Name: "smartretry",
-		// seed 004_ca1457097c2eedaa.txt: "base_delay = 1", "max_delay = 60",
+		// SmartRetry docs, Rate limits: "base_delay = 1", "max_delay = 60",
 		// "Add 10% jitter", 5 retries.
 		MaxAttempts:         6,
 		InitialInterval:     time.Second,
@@ -227,12 +233,12 @@ func SmartRetry() Policy {
 		MaxElapsedTime:      2 * time.Minute,
 		AttemptTimeout:      presetAttemptTimeout,
 		MaxRetryAfter:       time.Minute,
-		// seed 004_ca1457097c2eedaa.txt: "Always include an Idempotency-Key
+		// SmartRetry docs, Rate limits: "Always include an Idempotency-Key
 		// header on POST requests."
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost},
 		Classify:          classifySmartRetry,
-		// seed 004_ca1457097c2eedaa.txt, "Rate limits": payment operations
+		// SmartRetry docs, Rate limits, "Rate limits": payment operations
 		// (sale, capture, refund, void) 100/s, status queries 500/s,
 		// recurring operations 100/s, all endpoints combined 1,000/s, per
 		// API key. "Monitor remaining quota: Check X-RateLimit-Remaining
@@ -245,30 +251,30 @@ func SmartRetry() Policy {
 			{Name: "all", Rate: 1000},
 		},
 		Rules: map[Class]Rule{
-			// seed 004_ca1457097c2eedaa.txt: "429 Yes Use Retry-After header".
+			// SmartRetry docs, Rate limits: "429 Yes Use Retry-After header".
 			ClassRateLimited: {Retry: true},
-			// seed 004_ca1457097c2eedaa.txt: "500/502/504 Yes Exponential
+			// SmartRetry docs, Rate limits: "500/502/504 Yes Exponential
 			// backoff", "503 Yes Use Retry-After if present"; other 5xx are
 			// not in the matrix.
 			ClassServerError: {Retry: true, Statuses: []int{500, 502, 503, 504}},
-			// seed 004_ca1457097c2eedaa.txt: "a 409 Conflict with an
+			// SmartRetry docs, Rate limits: "a 409 Conflict with an
 			// idempotency key often means the original request succeeded.
 			// Check the response body for the transaction ID before
 			// retrying."
 			ClassConflict: {OutcomeUnknown: true},
-			// Not in the document; DESIGN.md §2: time-outs are retried with
-			// the same key by all four, and a request that never left may
-			// always be sent again.
+			// Not in the document's matrix: a time-out is retried with the
+			// same key, as the other three ask, and a request that never
+			// left may always be sent again.
 			ClassTimeout: {Retry: true},
 			ClassNetwork: {Retry: true},
-			// seed 004_ca1457097c2eedaa.txt: "400 No", "401 No Check API key",
+			// SmartRetry docs, Rate limits: "400 No", "401 No Check API key",
 			// "404 No".
 		},
 	}
 }
 
 // classifySmartRetry reads RFC 9457 problem details with SmartRetry's
-// reason_code (seed 004_ca1457097c2eedaa.txt): RATE_LIMIT_EXCEEDED is a rate
+// reason_code (SmartRetry docs, Rate limits): RATE_LIMIT_EXCEEDED is a rate
 // limit whatever the status.
 func classifySmartRetry(resp *http.Response, err error) Class {
 	c := Classify(resp, err)

@@ -236,7 +236,7 @@ func pvKeyField(t *testing.T, body []byte) string {
 
 // ---------------------------------------------------------------- ORZCash
 
-// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
+// ORZCash Access API, 4.3 Idempotency: "add Idempotency-Key: $key header to your
 // POST request"; "Idempotency-Key: A UUID key used to serve as request level
 // idempotency".
 func TestORZCash_PostGetsUUIDKeyHeader(t *testing.T) {
@@ -258,11 +258,12 @@ func TestORZCash_PostGetsUUIDKeyHeader(t *testing.T) {
 	pv.waited()
 }
 
-// seed 000_44e1dbe989a58fef.txt: "When retrying requests, a new idempotency
+// ORZCash Access API, 3.2 Responses: "When retrying requests, a new idempotency
 // key should be provided as all requests with the same idempotency key
 // returns the same result, including 500 requests." (5xx).
 func TestORZCash_NewKeyAfter5xx(t *testing.T) {
-	pv := newPV(t, ORZCash(), status(500, `{"code":"E500","message":"internal"}`), status(503, ""), status(201, `{"id":"t1"}`))
+	pv := newPV(t, ORZCash(), status(500, `{"code":"E500","message":"internal"}`),
+		status(503, `{"code":"E503","message":"unavailable"}`), status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
 	resp := pv.send(http.MethodPost, "/transfers", body)
@@ -276,11 +277,12 @@ func TestORZCash_NewKeyAfter5xx(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second)
 }
 
-// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
+// ORZCash Access API, 3.2 Responses: "Only the requests that fails with the
 // following HTTP status codes should be retried ... 429 (Rate Limits)" and "a
 // new idempotency key should be provided".
 func TestORZCash_NewKeyAfter429(t *testing.T) {
-	pv := newPV(t, ORZCash(), status(429, `{"message":"slow down"}`), status(500, ""), status(429, ""), status(201, `{"id":"t1"}`))
+	pv := newPV(t, ORZCash(), status(429, `{"message":"slow down"}`), status(500, `{"code":"E500","message":"internal"}`),
+		status(429, ""), status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
 	resp := pv.send(http.MethodPost, "/transfers", body)
@@ -293,7 +295,7 @@ func TestORZCash_NewKeyAfter429(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
-// seed 000_44e1dbe989a58fef.txt: "Retries should have an exponential backoff
+// ORZCash Access API, 3.2 Responses: "Retries should have an exponential backoff
 // and/or jitter." InitialInterval 500ms, ×2, jitter pinned at the middle;
 // MaxAttempts 4: the last 5xx is returned, with the key of the last attempt.
 func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
@@ -315,7 +317,7 @@ func TestORZCash_ExponentialBackoffAndLastResponse(t *testing.T) {
 	assert.False(t, e.OutcomeUnknown, "ORZCash stores a 5xx as the key's answer: a definitive failure")
 }
 
-// seed 001_06ccf73c19d45813.txt: "If a transient error or a time-out occurred
+// ORZCash Access API, 4.3 Idempotency: "If a transient error or a time-out occurred
 // and the action was not completed in the previous request, the subsequent
 // retry pushes the action to its completion": after a time-out, the SAME key.
 func TestORZCash_SameKeyAfterTimeout(t *testing.T) {
@@ -330,8 +332,8 @@ func TestORZCash_SameKeyAfterTimeout(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second)
 }
 
-// seed 001_06ccf73c19d45813.txt ("the subsequent retry pushes the action to
-// its completion") with seed 000_44e1dbe989a58fef.txt ("a new idempotency
+// ORZCash Access API, 4.3 Idempotency ("the subsequent retry pushes the action to
+// its completion") with ORZCash Access API, 3.2 Responses ("a new idempotency
 // key"): once an attempt timed out, the first request may have executed, so a
 // later 5xx or 429 must NOT rotate the key: it stays pinned.
 func TestORZCash_KeyPinnedAfterTimeout(t *testing.T) {
@@ -345,7 +347,7 @@ func TestORZCash_KeyPinnedAfterTimeout(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
-// seed 000_44e1dbe989a58fef.txt: "Only the requests that fails with the
+// ORZCash Access API, 3.2 Responses: "Only the requests that fails with the
 // following HTTP status codes should be retried": 5xx and 429. 400, 401,
 // 403, 404, 409 and 422 are not, not even a 401 with RefreshAuth set.
 func TestORZCash_4xxNotRetried(t *testing.T) {
@@ -364,7 +366,7 @@ func TestORZCash_4xxNotRetried(t *testing.T) {
 	}
 }
 
-// seed 001_06ccf73c19d45813.txt: "ORZCash Access API supports the submission
+// ORZCash Access API, 4.3 Idempotency: "ORZCash Access API supports the submission
 // of idempotent requests for all POST requests": a GET carries no key (and,
 // being safe, is still retried after a 5xx).
 func TestORZCash_GetHasNoKey(t *testing.T) {
@@ -380,11 +382,11 @@ func TestORZCash_GetHasNoKey(t *testing.T) {
 	pv.waited(500 * time.Millisecond)
 }
 
-// seed 001_06ccf73c19d45813.txt: "add Idempotency-Key: $key header to your
+// ORZCash Access API, 4.3 Idempotency: "add Idempotency-Key: $key header to your
 // POST request": a key the caller set goes on attempt 1; seed
-// 000_44e1dbe989a58fef.txt: the retry after a 5xx needs a new one.
+// ORZCash Access API, 3.2 Responses: the retry after a 5xx needs a new one.
 func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
-	pv := newPV(t, ORZCash(), status(500, ""), status(201, ""))
+	pv := newPV(t, ORZCash(), status(500, `{"code":"E500","message":"internal"}`), status(201, ""))
 	const callerKey = "7d3c6a4e-52b1-4f7a-9a43-0f6c1b2d3e4f"
 	req := pvRequest(t, http.MethodPost, pv.URL+"/transfers", `{"amount":"1"}`, "Idempotency-Key", callerKey)
 
@@ -401,7 +403,7 @@ func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
 
 // ------------------------------------------------------------------ Verto
 
-// seed 002_3e18af4f20d976a0.txt: "Send an Idempotency-Key on any write
+// Verto API, Errors and Retries: "Send an Idempotency-Key on any write
 // request that can create a financial side effect"; "Server error (5xx): Yes.
 // Retry safely with the same Idempotency-Key on write operations."
 func TestVerto_SameKeyOnEveryAttemptForWrites(t *testing.T) {
@@ -426,7 +428,7 @@ func TestVerto_SameKeyOnEveryAttemptForWrites(t *testing.T) {
 	}
 }
 
-// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id ... Mandatory. A unique
+// Verto API, Errors and Retries: "Vfx-Correlation-Id ... Mandatory. A unique
 // GUID provided by you to track a logical operation"; "Generate a
 // Vfx-Correlation-Id for each logical operation so you can trace retries".
 func TestVerto_CorrelationIdPerLogicalCall(t *testing.T) {
@@ -461,7 +463,7 @@ func TestVerto_CorrelationIdPerLogicalCall(t *testing.T) {
 	})
 }
 
-// seed 002_3e18af4f20d976a0.txt: "5xx ... Retry Safely. Use your
+// Verto API, Errors and Retries: "5xx ... Retry Safely. Use your
 // Idempotency-Key and wait 5-10 seconds."
 func TestVerto_Wait5to10sOn5xx(t *testing.T) {
 	t.Run("jitter at the middle", func(t *testing.T) {
@@ -498,9 +500,6 @@ func TestVerto_Wait5to10sOn5xx(t *testing.T) {
 	}
 }
 
-// seed 002_3e18af4f20d976a0.txt (5xx: "wait 5-10 seconds") with DESIGN.md §4
-// ("a server's Retry-After wins over backoff"): a 503's Retry-After is waited
-// as given, below the floor or above the ceiling.
 // Verto API, Errors and Retries: "5xx ... wait 5-10 seconds". A Retry-After
 // on the 5xx is honoured when it asks for longer, never when it asks for
 // less: the wait is the longer of the two.
@@ -525,7 +524,7 @@ func TestVerto_RetryAfterOn503AtLeastFiveSeconds(t *testing.T) {
 	}
 }
 
-// seed 002_3e18af4f20d976a0.txt: "401/403 ... Refresh Token"; "Refresh the
+// Verto API, Errors and Retries: "401/403 ... Refresh Token"; "Refresh the
 // token ... before retrying": a 401 calls RefreshAuth once and the retry
 // carries the new Authorization, with the same key and correlation id.
 func TestVerto_401RefreshesAuthOnce(t *testing.T) {
@@ -559,7 +558,7 @@ func TestVerto_401RefreshesAuthOnce(t *testing.T) {
 	})
 }
 
-// seed 002_3e18af4f20d976a0.txt, Error Code Dictionary: ROUTE_NOT_AVAILABLE
+// Verto API, Errors and Retries, Error Code Dictionary: ROUTE_NOT_AVAILABLE
 // 403 ("Contact your account manager"), INSUFFICIENT_FUNDS, INVALID_CURRENCY
 // and VALIDATION_ERROR 400 ("Don't Retry"), WALLET_NOT_FOUND 404: returned
 // after one attempt; CheckResponse gives the errorCode, the class and the
@@ -598,7 +597,7 @@ func TestVerto_ErrorCodesNotRetried(t *testing.T) {
 	}
 }
 
-// seed 002_3e18af4f20d976a0.txt: "Compliance review or RFI open: No"; "Do not
+// Verto API, Errors and Retries: "Compliance review or RFI open: No"; "Do not
 // retry an open RFI"; "Do not retry the write request": not even on a 503.
 func TestVerto_RFINotRetried(t *testing.T) {
 	for _, body := range []string{
@@ -617,7 +616,7 @@ func TestVerto_RFINotRetried(t *testing.T) {
 	}
 }
 
-// seed 002_3e18af4f20d976a0.txt: "429 ... Wait. Implement exponential
+// Verto API, Errors and Retries: "429 ... Wait. Implement exponential
 // backoff"; "Rate limit (429): Yes. Wait, back off exponentially, and retry
 // with the same logical tracking IDs."
 func TestVerto_429RetriedWithBackoff(t *testing.T) {
@@ -631,7 +630,7 @@ func TestVerto_429RetriedWithBackoff(t *testing.T) {
 	assert.Equal(t, []WaitSource{WaitBackoff, WaitBackoff, WaitNone}, pv.waitSources())
 }
 
-// seed 002_3e18af4f20d976a0.txt: "Network timeout / unknown result: Yes,
+// Verto API, Errors and Retries: "Network timeout / unknown result: Yes,
 // carefully. Retry with the same Idempotency-Key"; "Payment request timed out
 // after submit: Retry with the same Idempotency-Key".
 func TestVerto_SameKeyAfterTimeout(t *testing.T) {
@@ -647,7 +646,7 @@ func TestVerto_SameKeyAfterTimeout(t *testing.T) {
 
 // --------------------------------------------------------------- KeyStone
 
-// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent via
+// KeyStone API, HTTP status codes: "Settlement creation is idempotent via
 // idempotency_key": a top-level field of the JSON body, not a header; the
 // same on every attempt; the rest of the caller's body unchanged.
 func TestKeyStone_KeyInBodyFieldSameOnEveryAttempt(t *testing.T) {
@@ -677,7 +676,7 @@ func TestKeyStone_KeyInBodyFieldSameOnEveryAttempt(t *testing.T) {
 	assert.Equal(t, `{"idempotency_key":"`+keys[0]+`",`+body[1:], string(reqs[0].Body))
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "If you send the same key: First call:
+// KeyStone API, HTTP status codes: "If you send the same key: First call:
 // creates the settlement (201); Subsequent calls: returns the existing
 // settlement (200)": the caller's key is kept, never duplicated, and both
 // answers are successes.
@@ -704,7 +703,7 @@ func TestKeyStone_CallerKeyKeptAnd201Then200Success(t *testing.T) {
 	pv.waited(500 * time.Millisecond)
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "Settlement creation is idempotent via
+// KeyStone API, HTTP status codes: "Settlement creation is idempotent via
 // idempotency_key": a caller's body that has the field but no usable value
 // (null or "") must not be sent with a second idempotency_key member: JSON
 // parsers keep the last member, so the provider would see no key at all.
@@ -724,7 +723,7 @@ func TestKeyStone_EmptyCallerKeyNotDuplicated(t *testing.T) {
 	}
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Yes, Refresh token
+// KeyStone API, HTTP status codes: "401 Unauthorized: Yes, Refresh token
 // first, then retry."
 func TestKeyStone_401RefreshThenRetry(t *testing.T) {
 	pv := newPV(t, pvWithRefresh(KeyStone()), status(401, `{"detail":"Invalid or expired JWT"}`), status(201, `{"id":"s1"}`))
@@ -741,7 +740,7 @@ func TestKeyStone_401RefreshThenRetry(t *testing.T) {
 	pv.waited(0)
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "400/422 Validation: No, Fix the request";
+// KeyStone API, HTTP status codes: "400/422 Validation: No, Fix the request";
 // "409 Conflict: No, Check current state"; "404 Not Found: No" (not even with
 // RefreshAuth set).
 func TestKeyStone_4xxNotRetried(t *testing.T) {
@@ -770,7 +769,7 @@ func TestKeyStone_4xxNotRetried(t *testing.T) {
 	}
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "For validation errors (422): {"detail":
+// KeyStone API, HTTP status codes: "For validation errors (422): {"detail":
 // [{"loc": ["body", "parties", 0, "role"], "msg": "Field required", ...}]}":
 // not retried, and CheckResponse makes a readable Message of it.
 func TestKeyStone_422ListDetailDecoded(t *testing.T) {
@@ -790,7 +789,7 @@ func TestKeyStone_422ListDetailDecoded(t *testing.T) {
 	}
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "5xx server error: Yes, Exponential
+// KeyStone API, HTTP status codes: "5xx server error: Yes, Exponential
 // backoff": InitialInterval 500ms ×2, jitter pinned at the middle.
 func TestKeyStone_5xxExponentialBackoff(t *testing.T) {
 	pv := newPV(t, KeyStone(), status(500, `{"detail":"Internal Server Error"}`), status(502, ""), status(503, ""), status(201, `{"id":"s1"}`))
@@ -800,7 +799,7 @@ func TestKeyStone_5xxExponentialBackoff(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
 }
 
-// seed 003_61ff3aaf39fde65e.txt: "Network timeout: Yes, Retry with same
+// KeyStone API, HTTP status codes: "Network timeout: Yes, Retry with same
 // idempotency key"; "This makes all creation calls safe to retry on network
 // errors."
 func TestKeyStone_SameKeyAfterTimeout(t *testing.T) {
@@ -816,9 +815,9 @@ func TestKeyStone_SameKeyAfterTimeout(t *testing.T) {
 	pv.waited(500*time.Millisecond, time.Second)
 }
 
-// seed 003_61ff3aaf39fde65e.txt: the key is a field of the JSON body; a body
+// KeyStone API, HTTP status codes: the key is a field of the JSON body; a body
 // that is not a JSON object cannot carry it, and a write without a key is not
-// retried after a 5xx (DESIGN.md §5: never twice).
+// retried after a 5xx: it could execute twice.
 func TestKeyStone_NonObjectBodyGetsNoKeyAndNo5xxRetry(t *testing.T) {
 	for _, body := range []string{`[{"amount":"1"}]`, `amount=1&currency=EUR`, `"just a string"`, `{"amount":`} {
 		t.Run(body, func(t *testing.T) {
@@ -838,7 +837,7 @@ func TestKeyStone_NonObjectBodyGetsNoKeyAndNo5xxRetry(t *testing.T) {
 
 // ------------------------------------------------------------- SmartRetry
 
-// seed 004_ca1457097c2eedaa.txt: "Always include an Idempotency-Key header
+// SmartRetry docs, Rate limits: "Always include an Idempotency-Key header
 // on POST requests. This ensures retried requests don't create duplicate
 // transactions."
 func TestSmartRetry_PostKeySameOnEveryAttempt(t *testing.T) {
@@ -857,7 +856,7 @@ func TestSmartRetry_PostKeySameOnEveryAttempt(t *testing.T) {
 	assert.Equal(t, []string{"order-123", "order-123"}, s2.headers("Idempotency-Key"))
 }
 
-// seed 004_ca1457097c2eedaa.txt: "429 Yes Use Retry-After header"; "The
+// SmartRetry docs, Rate limits: "429 Yes Use Retry-After header"; "The
 // response includes a Retry-After header indicating how long to wait:
 // Retry-After: 1".
 func TestSmartRetry_429WaitsRetryAfter(t *testing.T) {
@@ -872,7 +871,7 @@ func TestSmartRetry_429WaitsRetryAfter(t *testing.T) {
 	assert.Equal(t, []WaitSource{WaitRetryAfter, WaitNone}, pv.waitSources())
 }
 
-// seed 004_ca1457097c2eedaa.txt, Retry decision matrix: "500 Yes", "502 Yes",
+// SmartRetry docs, Rate limits, Retry decision matrix: "500 Yes", "502 Yes",
 // "503 Yes", "504 Yes"; 501 is not in it: not retried.
 func TestSmartRetry_500_502_503_504RetriedNot501(t *testing.T) {
 	for _, tc := range []struct {
@@ -895,7 +894,7 @@ func TestSmartRetry_500_502_503_504RetriedNot501(t *testing.T) {
 	}
 }
 
-// seed 004_ca1457097c2eedaa.txt: "503 Yes Use Retry-After if present".
+// SmartRetry docs, Rate limits: "503 Yes Use Retry-After if present".
 func TestSmartRetry_503HonoursRetryAfter(t *testing.T) {
 	pv := newPV(t, SmartRetry(), status(503, "", "Retry-After", "7"), status(200, ""))
 	resp := pv.send(http.MethodPost, pvSale, `{"amount":1}`)
@@ -904,7 +903,7 @@ func TestSmartRetry_503HonoursRetryAfter(t *testing.T) {
 	pv.waited(7 * time.Second)
 }
 
-// seed 004_ca1457097c2eedaa.txt: "max_retries=5", "base_delay = 1",
+// SmartRetry docs, Rate limits: "max_retries=5", "base_delay = 1",
 // "delay = min(base_delay * (2 ** attempt), max_delay)": at most 6 attempts
 // (5 retries), waits 1s, 2s, 4s, 8s, 16s (jitter at the middle).
 func TestSmartRetry_Max5RetriesExponential(t *testing.T) {
@@ -938,7 +937,7 @@ func TestSmartRetry_JitterNeverShortensTheDelay(t *testing.T) {
 	}
 }
 
-// seed 004_ca1457097c2eedaa.txt: "401 No Check API key": never retried, not
+// SmartRetry docs, Rate limits: "401 No Check API key": never retried, not
 // even with RefreshAuth set.
 func TestSmartRetry_401NeverRetried(t *testing.T) {
 	pv := newPV(t, pvWithRefresh(SmartRetry()), status(401, `{"title":"Unauthorized","reason_code":"INVALID_API_KEY"}`), status(200, ""))
@@ -950,7 +949,7 @@ func TestSmartRetry_401NeverRetried(t *testing.T) {
 	assert.Equal(t, "INVALID_API_KEY", e.Code)
 }
 
-// seed 004_ca1457097c2eedaa.txt: "400 No Fix request and resubmit"; "Never
+// SmartRetry docs, Rate limits: "400 No Fix request and resubmit"; "Never
 // retry 400 Bad Request errors automatically"; "404 No Check resource ID".
 func TestSmartRetry_400And404NotRetried(t *testing.T) {
 	for _, code := range []int{400, 404} {
@@ -963,7 +962,7 @@ func TestSmartRetry_400And404NotRetried(t *testing.T) {
 	}
 }
 
-// seed 004_ca1457097c2eedaa.txt: "For payment operations, a 409 Conflict with
+// SmartRetry docs, Rate limits: "For payment operations, a 409 Conflict with
 // an idempotency key often means the original request succeeded. Check the
 // response body for the transaction ID before retrying": returned at once,
 // and flagged OutcomeUnknown.
@@ -989,7 +988,7 @@ func TestSmartRetry_409WithKeyOutcomeUnknown(t *testing.T) {
 	assert.False(t, e2.OutcomeUnknown)
 }
 
-// seed 004_ca1457097c2eedaa.txt: the rate-limit problem details carry
+// SmartRetry docs, Rate limits: the rate-limit problem details carry
 // "reason_code": "RATE_LIMIT_EXCEEDED": whatever the 4xx status, it is a rate
 // limit and retried.
 func TestSmartRetry_RateLimitReasonCodeRetried(t *testing.T) {
@@ -1014,7 +1013,7 @@ func TestSmartRetry_RateLimitReasonCodeRetried(t *testing.T) {
 	}
 }
 
-// seed 004_ca1457097c2eedaa.txt: "Every response includes headers showing
+// SmartRetry docs, Rate limits: "Every response includes headers showing
 // your current usage: X-RateLimit-Limit: 100, X-RateLimit-Remaining: 87,
 // X-RateLimit-Reset: 1711979533": they change nothing while quota is left.
 func TestSmartRetry_RateLimitHeadersHarmless(t *testing.T) {
@@ -1038,7 +1037,7 @@ func TestSmartRetry_RateLimitHeadersHarmless(t *testing.T) {
 	assert.Equal(t, []time.Duration{time.Second}, pv.clk.Waits(), "only the 5xx backoff")
 }
 
-// seed 004_ca1457097c2eedaa.txt: "Monitor remaining quota: Check
+// SmartRetry docs, Rate limits: "Monitor remaining quota: Check
 // X-RateLimit-Remaining headers and throttle proactively before hitting
 // limits": with none left, the next request waits for the reset (a unix
 // timestamp) instead of collecting a 429.
@@ -1055,7 +1054,7 @@ func TestSmartRetry_ThrottlesWhenRemainingZero(t *testing.T) {
 	pv.waited(2*time.Second + holdMargin)
 }
 
-// seed 004_ca1457097c2eedaa.txt, Rate limits: "Payment operations (sale,
+// SmartRetry docs, Rate limits, Rate limits: "Payment operations (sale,
 // capture, refund, void) 100 requests per second", "Status queries 500
 // requests per second": client-side token buckets (burst a tenth of the
 // rate) pace the calls on the fake clock.

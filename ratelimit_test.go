@@ -69,7 +69,7 @@ func TestParseSignal(t *testing.T) {
 		want Signal
 	}{
 		{"none", nil, Signal{Limit: -1, Remaining: -1}},
-		// seed 004_ca1457097c2eedaa.txt: "X-RateLimit-Reset: 1711979533 ... Unix timestamp when the window resets"
+		// SmartRetry docs, Rate limits: "X-RateLimit-Reset: 1711979533 ... Unix timestamp when the window resets"
 		{"x-ratelimit unix reset", []string{"X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "87", "X-RateLimit-Reset", "1711979533"},
 			Signal{Limit: 100, Remaining: 87, Reset: unix(1711979533)}},
 		// GitHub-style delta-seconds reset.
