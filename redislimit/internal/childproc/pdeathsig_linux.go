@@ -1,11 +1,16 @@
-package redisserver
+package childproc
 
 import (
 	"os/exec"
 	"syscall"
 )
 
-// setPdeathsig kills redis-server if the test binary dies without cleaning up.
-func setPdeathsig(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// KillWithParent makes the kernel kill cmd's process (SIGKILL) when the
+// process that starts it dies, even without cleaning up. Call it before
+// cmd.Start.
+func KillWithParent(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

@@ -1,7 +1,9 @@
 //go:build !linux
 
-package redisserver
+package childproc
 
 import "os/exec"
 
-func setPdeathsig(*exec.Cmd) {}
+// KillWithParent does nothing outside Linux: there the tests' cleanups
+// alone stop their processes.
+func KillWithParent(*exec.Cmd) {}

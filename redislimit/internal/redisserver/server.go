@@ -1,5 +1,6 @@
-// Package redisserver runs a throw-away redis-server on loopback for the
-// tests and the example: no persistence, a free port, stopped by Stop.
+// Package redisserver runs throw-away redis-servers on loopback for the
+// tests and the example: no persistence, free ports, stopped by Stop. Start
+// runs one server; StartCluster a Redis Cluster of them.
 package redisserver
 
 import (
@@ -8,12 +9,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/payretry/payretry/redislimit/internal/childproc"
 )
 
 // ErrNotInstalled is returned by Start when no redis-server is on PATH.
@@ -24,6 +29,7 @@ type Server struct {
 	Addr string // 127.0.0.1:port
 	port int
 	bin  string
+	args []string // beyond port, bind and persistence
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -34,6 +40,11 @@ type Server struct {
 // Start starts redis-server on a free loopback port and waits until it
 // answers PING.
 func Start(ctx context.Context) (*Server, error) {
+	return start(ctx)
+}
+
+// start starts a server with extra arguments, made from its port by args.
+func start(ctx context.Context, args ...func(port int) []string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNotInstalled
@@ -43,6 +54,13 @@ func Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, bin: bin}
+	for _, a := range args {
+		more := a(port)
+		if more == nil {
+			return nil, errors.New("redisserver: no free port")
+		}
+		s.args = append(s.args, more...)
+	}
 	if err := s.Restart(ctx); err != nil {
 		return nil, err
 	}
@@ -65,11 +83,12 @@ func (s *Server) Restart(ctx context.Context) error {
 	if s.cmd != nil {
 		return errors.New("redisserver: already running")
 	}
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	setPdeathsig(cmd)
+	childproc.KillWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redisserver: %w", err)
 	}
@@ -134,25 +153,59 @@ func (s *Server) signal(sig syscall.Signal) error {
 	return s.cmd.Process.Signal(sig)
 }
 
-// ping sends PING and expects +PONG.
+// ping sends PING and expects PONG.
 func ping(addr string) error {
+	v, err := Command(addr, "PING")
+	if err == nil && v != "PONG" {
+		err = fmt.Errorf("redisserver: PING answered %q", v)
+	}
+	return err
+}
+
+// Command sends one command (words without spaces) to addr on a connection
+// of its own and returns the reply: a status or bulk string (an integer as
+// its digits). An error reply is an error.
+func Command(addr string, words ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "*%d\r\n", len(words))
+	for _, w := range words {
+		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(w), w)
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	if _, err := c.Write(req.Bytes()); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil {
-		return err
+		return "", err
 	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("redisserver: PING answered %q", line)
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("redisserver: empty reply")
 	}
-	return nil
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", fmt.Errorf("redisserver: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("redisserver: reply %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("redisserver: unexpected reply %q", line)
 }
 
 // syncBuffer collects the server's output, for error messages.
