@@ -36,8 +36,11 @@
 // retry-after or outage).
 //
 // The two gauges read the policy's Limiter: the in-process one from
-// [payretry.NewLimiter] has DownScopes, a redislimit.Limiter has Degraded.
-// Other limiters report neither.
+// [payretry.NewLimiter] has DownScopes, a redislimit.Limiter has Degraded;
+// other limiters report neither. down_scopes reports the policy's scopes (its
+// name, and its name/limit for each limit that names methods or paths) from
+// the start, and any other scope of the provider once it was down. The
+// gauges stop when the Transport (or the Policy's hook) is garbage.
 //
 // # Traces
 //
@@ -70,7 +73,9 @@
 // caller. It records the same attempt, wait and limiter metrics and makes the
 // attempt spans after the fact, from Attempt.Start and Duration, as children
 // of the span in the request's context, which also gets the wait and hold
-// events; payretry.call.duration and the call span need [NewTransport].
+// events. payretry.call.duration and the call span need [NewTransport], and
+// payretry.unknown_outcomes counts only the calls whose last attempt ended
+// them (not one that ended while waiting for the next).
 //
 // [otelhttp.NewTransport]: https://pkg.go.dev/go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp#NewTransport
 package otelpayretry

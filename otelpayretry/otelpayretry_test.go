@@ -633,3 +633,34 @@ func TestHookAlone(t *testing.T) {
 	}, spanAttrs(spans[0].Attributes()))
 	assert.Equal(t, 3*time.Millisecond, spans[0].EndTime().Sub(spans[0].StartTime()))
 }
+
+// TestThrottledCall: a call that the limiter refuses before any attempt
+// (its hold would pass the deadline) has a call span and a duration, and no
+// attempt.
+func TestThrottledCall(t *testing.T) {
+	tel := newTelemetry(t)
+	srv := newScripted(t, status(201))
+	p := fast()
+	p.Limits = []payretry.Limit{{Name: "pay", Methods: []string{http.MethodPost}, Rate: 1, Burst: 1}}
+	rt, err := otelpayretry.NewTransport(newBase(t), p, tel.options())
+	require.NoError(t, err)
+	_, err = post(t, context.Background(), rt, srv.URL+"/v1/payments/sale")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = post(t, ctx, rt, srv.URL+"/v1/payments/sale") // the bucket refills in 1 s
+	require.ErrorIs(t, err, payretry.ErrThrottled)
+
+	m := tel.collect(t)
+	assert.Equal(t, map[string]int64{postOK + ",payretry.retry=false": 1}, sums(t, m["payretry.attempts"]))
+	calls := histograms(t, m["payretry.call.duration"])
+	assert.Equal(t, uint64(1), calls["http.request.method=POST,payretry.outcome=failed,"+provider].Count)
+	cs := byName(tel.spans.Ended(), "payretry smartretry")
+	require.Len(t, cs, 2)
+	a := spanAttrs(cs[1].Attributes())
+	assert.Equal(t, "0", a["payretry.attempts"])
+	assert.Equal(t, "throttled", a["payretry.reason"])
+	assert.Equal(t, "rate_limited", a["error.type"])
+	assert.Equal(t, "failed", a["payretry.outcome"])
+	assert.Len(t, byName(tel.spans.Ended(), "POST"), 1, "the first call's attempt only")
+}
