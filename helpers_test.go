@@ -3,6 +3,7 @@ package payretry
 import (
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,25 +72,38 @@ type seen struct {
 	Path   string
 	Header http.Header
 	Body   []byte
+	Proto  int // 1 or 2
 }
 
 // script is a loopback server that answers the n-th request with the n-th
 // handler (the last one repeats) and records every request.
 type script struct {
 	*httptest.Server
+	base  http.RoundTripper // a client transport for the server's protocol
 	mu    sync.Mutex
 	reqs  []seen
 	conns atomic.Int32 // connections accepted
 }
 
+// protocols are the wires that behaviour tests run over: HTTP/1.1 in clear,
+// and HTTP/2 over TLS, as payment APIs are reached; net/http fails and
+// retries differently on each.
+var protocols = []string{"HTTP/1.1", "HTTP/2"}
+
 func newScript(t testing.TB, handlers ...http.HandlerFunc) *script {
+	t.Helper()
+	return newScriptOn(t, "HTTP/1.1", handlers...)
+}
+
+// newScriptOn is newScript over proto, one of protocols; s.base speaks it.
+func newScriptOn(t testing.TB, proto string, handlers ...http.HandlerFunc) *script {
 	t.Helper()
 	s := &script{}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		n := len(s.reqs)
-		s.reqs = append(s.reqs, seen{r.Method, r.URL.Path, r.Header.Clone(), body})
+		s.reqs = append(s.reqs, seen{r.Method, r.URL.Path, r.Header.Clone(), body, r.ProtoMajor})
 		s.mu.Unlock()
 		handlers[min(n, len(handlers)-1)](w, r)
 	}))
@@ -98,8 +112,21 @@ func newScript(t testing.TB, handlers ...http.HandlerFunc) *script {
 			s.conns.Add(1)
 		}
 	}
-	s.Start()
-	t.Cleanup(s.Close)
+	switch proto {
+	case "HTTP/1.1":
+		s.Start()
+		s.base = &http.Transport{}
+	case "HTTP/2":
+		s.EnableHTTP2 = true
+		s.StartTLS()
+		s.base = s.Client().Transport
+	default:
+		t.Fatalf("no protocol %q", proto)
+	}
+	t.Cleanup(func() {
+		s.base.(*http.Transport).CloseIdleConnections()
+		s.Close()
+	})
 	return s
 }
 
@@ -137,8 +164,12 @@ func stall(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// reset closes the connection without an answer after reading the request.
+// reset ends the exchange without an answer after reading the request: it
+// closes the connection (HTTP/1.1) or resets the stream (HTTP/2).
 func reset(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		panic(http.ErrAbortHandler)
+	}
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(err)
@@ -192,3 +223,7 @@ func readAll(t testing.TB, resp *http.Response) string {
 func newTextLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
+
+// discardLog is a server error log that drops what it is given (TLS
+// handshake errors that a test provokes).
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
