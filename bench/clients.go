@@ -39,6 +39,11 @@ const (
 	PayretrySmart = "payretry-smartretry"
 	Retryablehttp = "retryablehttp"
 	Failsafe      = "failsafe"
+	// PayretryORZ is payretry's ORZCash() preset (mild faults only).
+	PayretryORZ = "payretry-orzcash"
+	// Naive is the retry loop many services write by hand (mild faults
+	// only): see NewNaive.
+	Naive = "naive"
 )
 
 // Peers are the clients the overhead benchmarks and most scenarios compare.
@@ -80,6 +85,8 @@ func PayretryPolicy(o Options) payretry.Policy {
 //     (Client.HTTPClient), which its docs expose for that.
 //   - failsafe: a timeout.Timeout policy composed inside the retry policy,
 //     failsafe-go's per-attempt time limit.
+//   - payretry-orzcash: Policy.AttemptTimeout (the preset's 20 s when unset).
+//   - naive: not at all; only the caller's context bounds it.
 func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTripper, *http.Client, error) {
 	switch name {
 	case Bare:
@@ -90,6 +97,20 @@ func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTrippe
 			return nil, nil, err
 		}
 		return t, &http.Client{Transport: t}, nil
+	case PayretryORZ:
+		p := payretry.ORZCash()
+		if o.AttemptTimeout > 0 {
+			p.AttemptTimeout = o.AttemptTimeout
+		}
+		p.OnAttempt = o.OnAttempt
+		t, err := payretry.NewTransport(base, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, &http.Client{Transport: t}, nil
+	case Naive:
+		rt := NewNaive(base)
+		return rt, &http.Client{Transport: rt}, nil
 	case PayretrySmart:
 		p := payretry.SmartRetry()
 		p.AttemptTimeout = o.AttemptTimeout
