@@ -1,6 +1,8 @@
 package payretry
 
 import (
+	"cmp"
+	"context"
 	"math"
 	"slices"
 	"time"
@@ -75,7 +77,7 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 	rule := t.rules[o.class]
 	switch {
 	case o.class == ClassCanceled:
-		d.reason = o.cause
+		d.reason = cmp.Or(o.cause, context.Canceled)
 	case !rule.Retry, o.permanent,
 		len(rule.Statuses) > 0 && o.status != 0 && !slices.Contains(rule.Statuses, o.status),
 		o.class == ClassUnauthorized && (t.p.RefreshAuth == nil || s.refreshed):
@@ -95,34 +97,31 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 		return d
 	}
 
+	wait, source := time.Duration(0), WaitNone
+	d.refresh = o.class == ClassUnauthorized
 	switch {
-	case o.class == ClassUnauthorized:
-		d.refresh = true // and retry at once with the new credentials
+	case d.refresh && !o.hasRetryAfter:
+		// at once, with the new credentials
 	case o.hasRetryAfter:
-		if o.retryAfter > t.p.MaxRetryAfter {
-			d.reason = ErrWaitTooLong // neither waited out nor shortened
-			return d
-		}
-		d.wait, d.source = o.retryAfter, WaitRetryAfter
-		if rule.MinWait > d.wait {
-			d.wait, d.source = rule.MinWait, WaitBackoff // never shorter than the rule asks
+		wait, source = o.retryAfter, WaitRetryAfter
+		if rule.MinWait > wait {
+			wait, source = rule.MinWait, WaitBackoff // never shorter than the rule asks
 		}
 	default:
-		d.wait, d.source = b.backoff, WaitBackoff
+		wait, source = b.backoff, WaitBackoff
 		if rule.MaxWait > 0 {
-			d.wait = min(d.wait, rule.MaxWait)
+			wait = min(wait, rule.MaxWait)
 		}
-		d.wait = max(d.wait, rule.MinWait)
+		wait = max(wait, rule.MinWait)
 	}
-	if d.wait > b.left {
-		d.reason = ErrWaitTooLong
-		return d
+	switch {
+	case o.hasRetryAfter && o.retryAfter > t.p.MaxRetryAfter, wait > b.left:
+		// A longer Retry-After is neither waited out nor shortened.
+		return decision{unknown: d.unknown, reason: ErrWaitTooLong}
+	case !b.budget:
+		return decision{unknown: d.unknown, reason: ErrRetryBudget}
 	}
-	if !b.budget {
-		d.reason = ErrRetryBudget
-		return d
-	}
-	d.retry = true
+	d.retry, d.wait, d.source = true, wait, source
 	d.newKey = rule.NewKey && s.keyed && !d.unknown && o.status != 0
 	return d
 }
