@@ -290,6 +290,10 @@ func checkSequence(t *testing.T, c *choices) {
 	base := &http.Transport{DialContext: st.dial, DisableKeepAlives: true}
 	defer base.CloseIdleConnections()
 	p.AttemptTimeout = 40 * time.Millisecond
+	var seen []string
+	p.OnAttempt = func(a Attempt) {
+		seen = append(seen, fmt.Sprintf("%d:%v/%d retry=%v reason=%v", a.Number, a.Class, a.StatusCode, a.Retry, a.Reason))
+	}
 	tr, clk := newTestTransport(t, base, p)
 
 	body := `{"reference":"r1","amount":1000}`
@@ -310,7 +314,8 @@ func checkSequence(t *testing.T, c *choices) {
 
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	where := fmt.Sprintf("policy %s %s, caller key %v, actions met %v: ", p.Name, method, callerKey, describe(acts, st.met))
+	where := fmt.Sprintf("policy %s %s, caller key %v, actions met %v, attempts %v, error %v: ",
+		p.Name, method, callerKey, describe(acts, st.met), seen, err)
 	require.LessOrEqual(t, len(st.met), tr.p.MaxAttempts, where+"at most MaxAttempts")
 	require.Equal(t, before, req.Header, where+"the caller's request is never modified")
 	require.Equal(t, st.srv.URL+"/v1/payments/sale", req.URL.String(), where)

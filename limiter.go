@@ -1,6 +1,7 @@
 package payretry
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"net/http"
@@ -45,9 +46,10 @@ func (l *Limit) matches(r *http.Request) bool {
 
 func (l *Limit) specific() bool { return len(l.Methods) > 0 || len(l.Paths) > 0 }
 
-// Limiter holds the pacing state of one or more Transports: holds until a
-// provider's window resets or its Retry-After ends, client-side token
-// buckets, the adaptive rate that follows 429s, and outage detection. The
+// Limiter holds the pacing state of one or more Transports: holds while a
+// provider account's quota is spent or a 429's Retry-After runs, client-side
+// token buckets, the adaptive rate that follows 429s, and outage detection.
+// It holds a scope only on evidence about the account (see [Pacing]). The
 // in-process one, from [NewLimiter], is the default; an implementation may
 // share the state across processes (see the redislimit module).
 //
@@ -65,31 +67,84 @@ type Limiter interface {
 	// duration with WaitOutage makes the caller the probe.
 	Take(ctx context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error)
 	// Observe records what one response (or failure) said for scope. The
-	// Transport leaves RetryAt zero for a 2xx or 3xx response: there a
-	// Retry-After is a polling or redirect delay (RFC 9110 §10.2.3), not a
-	// sign that the quota is spent.
+	// Transport sets RetryAt for a 429 only (a Retry-After on any other
+	// status is that request's own wait), and bounds every instant in the
+	// signal by Policy.MaxRetryAfter.
 	Observe(ctx context.Context, scope string, now time.Time, s Signal) error
 }
 
-const (
-	// holdMargin is added to a window's reset so that the first request of
-	// the new window reaches the provider after it has rolled.
-	holdMargin = 5 * time.Millisecond
-	// defaultHold is the hold after "Remaining: 0" without a reset time.
-	defaultHold = time.Second
-	// outageThreshold consecutive failures mark a scope as down.
-	outageThreshold = 5
-	// probeInterval separates the probes sent to a scope that is down.
-	probeInterval = 100 * time.Millisecond
-	// probeYield delays, per attempt already made, a call's next ask for
-	// the probe (see call.throttle).
-	probeYield = 5 * time.Millisecond
-	// aimdDecrease multiplies the adaptive rate after a 429; each success
-	// adds aimdIncrease of it back.
-	aimdDecrease = 0.7
-	aimdIncrease = 0.02
-	minAdaptive  = 1.0 // requests per second
-)
+// Pacing holds the numbers of payretry's pacing, for a [Limiter] that keeps
+// its state elsewhere (the redislimit module) and must pace as the
+// in-process one does: [DefaultPacing] returns them.
+//
+// A scope is held only on evidence about the provider account: its quota
+// headers saying the window is spent (until its reset, plus HoldMargin, or
+// DefaultHold when no reset is given), a 429 (until its Retry-After; without
+// one, repeated 429s lower an adaptive rate), or requests failing across the
+// scope (down; see Down). A Retry-After on a 5xx or any other status is that
+// request's own wait and holds nothing else.
+type Pacing struct {
+	HoldMargin  time.Duration // added to a window's reset, so that the next window's first request arrives after it rolled
+	DefaultHold time.Duration // the hold after a spent quota that says no reset time
+	// A scope is down when, over the current and the previous
+	// OutageWindow, at least OutageMinRequests requests ended and at least
+	// OutageFailureRatio of them failed (5xx, time-out, network), as
+	// Envoy's outlier detection and Finagle's failure accrual judge a rate
+	// rather than a run. While it is down one probe goes out every
+	// ProbeInterval; the first that succeeds brings it up.
+	OutageWindow       time.Duration
+	OutageMinRequests  int
+	OutageFailureRatio float64
+	ProbeInterval      time.Duration
+	// The adaptive rate (AIMD), which follows 429s that say nothing of when
+	// to come back: see Decrease and Increase.
+	AdaptiveDecrease, AdaptiveIncrease, MinAdaptive float64
+}
+
+// DefaultPacing returns the numbers of payretry's own pacing.
+func DefaultPacing() Pacing {
+	return Pacing{
+		HoldMargin:         5 * time.Millisecond,
+		DefaultHold:        time.Second,
+		OutageWindow:       time.Second,
+		OutageMinRequests:  10,
+		OutageFailureRatio: 0.5,
+		ProbeInterval:      100 * time.Millisecond,
+		AdaptiveDecrease:   0.7,
+		AdaptiveIncrease:   0.02,
+		MinAdaptive:        1,
+	}
+}
+
+// Down reports whether failed of total requests ended in the outage window
+// mark a scope as down.
+func (p Pacing) Down(failed, total int) bool {
+	return total >= p.OutageMinRequests && float64(failed) >= p.OutageFailureRatio*float64(total)
+}
+
+// Decrease returns the adaptive rate after repeated 429s without guidance:
+// AdaptiveDecrease of the lower of the current rate (0 when there is none)
+// and the measured sending rate, in requests per second.
+func (p Pacing) Decrease(current, measured float64) float64 {
+	if current > 0 {
+		measured = min(measured, current)
+	}
+	return max(p.MinAdaptive, measured*p.AdaptiveDecrease)
+}
+
+// Increase returns the adaptive rate after a success, and false once it no
+// longer binds (well above the measured rate): the rate is then dropped.
+func (p Pacing) Increase(current, measured float64) (float64, bool) {
+	next := current + max(p.AdaptiveIncrease*current, 0.1)
+	return next, next <= 2*measured+10 && !math.IsInf(next, 1)
+}
+
+// pacing is the in-process limiter's.
+var pacing = DefaultPacing()
+
+// probeYield delays, per attempt already made, a call's next ask for the
+// outage probe (see call.throttle).
+const probeYield = 5 * time.Millisecond
 
 // NewLimiter returns the in-process [Limiter]. Share one between Transports
 // that call the same provider account so that they pace together.
@@ -98,6 +153,65 @@ const (
 // holds as down (the provider failing), for metrics.
 func NewLimiter() Limiter {
 	return &localLimiter{}
+}
+
+type localLimiter struct {
+	scopes  sync.Map // scope name -> *scopeState
+	buckets sync.Map // provider + "/" + limit name -> *rate.Limiter
+
+	// latest is the latest time a Take went by, in unix nanoseconds. A
+	// token bucket takes the time it is given as its own, so an earlier one
+	// (a call that read the clock, then waited to be scheduled) would credit
+	// an interval twice.
+	latest atomic.Int64
+}
+
+// scopeState is the pacing state of one scope.
+type scopeState struct {
+	// quiet: nothing to enforce (no hold, no known window, no adaptive rate,
+	// no recent failure). Take and a plain success's Observe then take no
+	// lock; such a success is then not counted for outage detection, where
+	// only a share of failures matters.
+	quiet atomic.Bool
+
+	// Sends in the current second and the rate of the previous one, to
+	// measure the sending rate; atomic because quiet Takes count too.
+	secStart atomic.Int64 // unix nanoseconds
+	secSent  atomic.Int64
+	prevSec  atomic.Int64
+
+	mu        sync.Mutex // guards the rest
+	holdUntil time.Time  // a 429's Retry-After, a spent quota without a window
+
+	// The provider's window, from its rate-limit fields.
+	limit   int       // -1 unknown
+	reset   time.Time // end of the current window; zero unknown
+	sent    int       // requests sent in the current window
+	srvUsed int       // limit - remaining, as the provider last said
+
+	// Adaptive rate (AIMD): nil until repeated 429s without guidance.
+	adaptive     *rate.Limiter
+	throttles    int // 429s without guidance, each within a second of the last
+	lastThrottle time.Time
+
+	// Outage detection: outcomes in the current and the previous window.
+	healthStart time.Time
+	cur, prev   tally
+	down        bool
+	nextProbe   time.Time
+}
+
+// tally counts the requests that ended in an outage window.
+type tally struct{ failed, total int }
+
+func (l *localLimiter) scope(name string) *scopeState {
+	if v, ok := l.scopes.Load(name); ok {
+		return v.(*scopeState)
+	}
+	s := &scopeState{limit: -1}
+	s.quiet.Store(true)
+	v, _ := l.scopes.LoadOrStore(name, s)
+	return v.(*scopeState)
 }
 
 // DownScopes returns the scopes held as down, sorted.
@@ -114,60 +228,6 @@ func (l *localLimiter) DownScopes() []string {
 	})
 	slices.Sort(down)
 	return down
-}
-
-type localLimiter struct {
-	scopes sync.Map // scope name -> *scopeState
-
-	buckets sync.Map // provider -> *sync.Map of limit name -> *rate.Limiter
-
-	// latest is the latest time a Take went by, in unix nanoseconds. A
-	// token bucket takes the time it is given as its own, so an earlier one
-	// (a call that read the clock, then waited to be scheduled) would credit
-	// an interval twice.
-	latest atomic.Int64
-}
-
-// scopeState is the pacing state of one scope.
-type scopeState struct {
-	// quiet: nothing to enforce (no hold, no known window, no adaptive rate,
-	// no failures). Take and a plain success's Observe then take no lock.
-	quiet atomic.Bool
-
-	// Sends in the current second and the rate of the previous one, to
-	// measure the sending rate; atomic because quiet Takes count too.
-	secStart atomic.Int64 // unix nanoseconds
-	secSent  atomic.Int64
-	prevSec  atomic.Int64
-
-	mu        sync.Mutex // guards the rest
-	holdUntil time.Time  // Retry-After
-
-	// The provider's window, from its rate-limit fields.
-	limit   int       // -1 unknown
-	reset   time.Time // end of the current window; zero unknown
-	sent    int       // requests sent in the current window
-	srvUsed int       // limit - remaining, as the provider last said
-
-	// Adaptive rate (AIMD): nil until repeated 429s without a Retry-After.
-	adaptive     *rate.Limiter
-	throttles    int // 429s without guidance, each within a second of the last
-	lastThrottle time.Time
-
-	// Outage detection.
-	failures  int
-	down      bool
-	nextProbe time.Time
-}
-
-func (l *localLimiter) scope(name string) *scopeState {
-	if v, ok := l.scopes.Load(name); ok {
-		return v.(*scopeState)
-	}
-	s := &scopeState{limit: -1}
-	s.quiet.Store(true)
-	v, _ := l.scopes.LoadOrStore(name, s)
-	return v.(*scopeState)
 }
 
 // countSend counts a request sent at n (unix nanoseconds), for the measured
@@ -195,9 +255,20 @@ func (s *scopeState) measured() float64 {
 	return float64(max(s.prevSec.Load(), s.secSent.Load()))
 }
 
+// roll moves the outage windows to now. Call with mu held.
+func (s *scopeState) roll(now time.Time) {
+	switch d := now.Sub(s.healthStart); {
+	case d >= 2*pacing.OutageWindow || d < 0:
+		s.healthStart, s.cur, s.prev = now, tally{}, tally{}
+	case d >= pacing.OutageWindow:
+		s.healthStart, s.cur, s.prev = s.healthStart.Add(pacing.OutageWindow), tally{}, s.cur
+	}
+}
+
 // calm reports whether nothing is left to enforce at now. Call with mu held.
 func (s *scopeState) calm(now time.Time) bool {
-	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && s.failures == 0 && !s.down
+	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && !s.down &&
+		s.cur.failed == 0 && s.prev.failed == 0
 }
 
 // plain reports whether a signal is a success that says nothing else.
@@ -207,20 +278,15 @@ func (sig *Signal) plain() bool {
 }
 
 func (l *localLimiter) bucket(scope string, lim *Limit) *rate.Limiter {
-	provider := scopeProvider(scope)
-	v, ok := l.buckets.Load(provider)
-	if !ok {
-		v, _ = l.buckets.LoadOrStore(provider, new(sync.Map))
-	}
-	named := v.(*sync.Map)
-	if b, ok := named.Load(lim.Name); ok {
+	key := scopeProvider(scope) + "/" + lim.Name
+	if b, ok := l.buckets.Load(key); ok {
 		return b.(*rate.Limiter)
 	}
 	burst := lim.Burst
 	if burst <= 0 {
 		burst = max(1, int(lim.Rate/10))
 	}
-	b, _ := named.LoadOrStore(lim.Name, rate.NewLimiter(rate.Limit(lim.Rate), burst))
+	b, _ := l.buckets.LoadOrStore(key, rate.NewLimiter(rate.Limit(lim.Rate), burst))
 	return b.(*rate.Limiter)
 }
 
@@ -281,12 +347,11 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 	}
 	if s.limit >= 0 && max(s.sent, s.srvUsed) >= s.limit {
 		if s.reset.IsZero() {
-			s.reset = now.Add(defaultHold)
+			s.reset = now.Add(pacing.DefaultHold)
 		}
-		return s.reset.Sub(now) + holdMargin, WaitRateLimit, nil
+		return s.reset.Sub(now) + pacing.HoldMargin, WaitRateLimit, nil
 	}
-	// Token buckets: the adaptive rate, then the declared limits; all or
-	// nothing.
+	// Token buckets: the adaptive rate, then the declared limits.
 	var bs [8]*rate.Limiter
 	buckets := bs[:0]
 	if s.adaptive != nil {
@@ -303,55 +368,29 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 	s.sent++
 	s.countSend(now.UnixNano())
 	if probe {
-		s.nextProbe = now.Add(probeInterval)
+		s.nextProbe = now.Add(pacing.ProbeInterval)
 		return 0, WaitOutage, nil
 	}
 	return 0, WaitNone, nil
 }
 
 // takeAll takes a token from every bucket at now, or none of them and
-// returns the wait until each would have one.
+// returns the wait until each would have one. Two calls racing for the last
+// token may both lose it: the buckets err toward sending less.
 func takeAll(buckets []*rate.Limiter, now time.Time) time.Duration {
-	ready := true
-	for _, b := range buckets {
-		if b.TokensAt(now) < 1 {
-			ready = false
-			break
-		}
-	}
-	if ready {
-		// The common case, without reservations, which allocate.
-		taken := 0
-		for _, b := range buckets {
-			if !b.AllowN(now, 1) {
-				break // another call took the last token meanwhile
-			}
-			taken++
-		}
-		if taken == len(buckets) {
-			return 0
-		}
-		// The tokens taken are spent: the buckets err toward sending
-		// less. Reserve the lot as below.
-	}
-	var rs [8]*rate.Reservation
-	res := rs[:0]
 	var wait time.Duration
 	for _, b := range buckets {
-		r := b.ReserveN(now, 1)
-		res = append(res, r)
-		if !r.OK() {
-			wait = max(wait, time.Second)
-		} else {
-			wait = max(wait, r.DelayFrom(now))
+		if tokens := b.TokensAt(now); tokens < 1 {
+			wait = max(wait, time.Duration(math.Ceil((1-tokens)/float64(b.Limit())*float64(time.Second))))
 		}
 	}
 	if wait > 0 {
-		for _, r := range res {
-			r.CancelAt(now)
-		}
+		return wait
 	}
-	return wait
+	for _, b := range buckets {
+		b.AllowN(now, 1)
+	}
+	return 0
 }
 
 // Observe implements [Limiter].
@@ -376,7 +415,8 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		s.limit = sig.Limit
 	}
 	// A reset in the past belongs to a window that already rolled.
-	if sig.Reset.After(now) {
+	switch {
+	case sig.Reset.After(now):
 		if s.reset.IsZero() || sig.Reset.After(s.reset) {
 			s.reset, s.srvUsed = sig.Reset, 0
 		}
@@ -386,60 +426,72 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		if sig.Remaining == 0 && s.limit < 0 && sig.Reset.After(s.holdUntil) {
 			s.holdUntil = sig.Reset // spent, by a window whose size is not said
 		}
-	} else if sig.Reset.IsZero() && sig.Remaining == 0 && sig.RetryAt.IsZero() {
-		if h := now.Add(defaultHold); h.After(s.holdUntil) {
+	case sig.Reset.IsZero() && sig.Remaining == 0 && sig.RetryAt.IsZero():
+		if h := now.Add(pacing.DefaultHold); h.After(s.holdUntil) {
 			s.holdUntil = h
 		}
 	}
+	s.adapt(now, sig)
+	s.judge(now, sig)
+	return nil
+}
 
-	// The adaptive rate answers repeated 429s that say nothing of when to
-	// come back; a Retry-After or a reset time is followed exactly instead.
-	blind := sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero()
-	if blind {
+// adapt moves the adaptive rate, which answers repeated 429s that say
+// nothing of when to come back; a Retry-After or a reset time is followed
+// exactly instead. Call with mu held.
+func (s *scopeState) adapt(now time.Time, sig Signal) {
+	if sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero() {
 		if now.Sub(s.lastThrottle) > time.Second {
 			s.throttles = 0
 		}
 		s.throttles++
 		s.lastThrottle = now
-	}
-	switch {
-	case blind && s.throttles >= 2:
-		cur := s.measured()
+		if s.throttles < 2 {
+			return
+		}
+		cur := 0.0
 		if s.adaptive != nil {
-			cur = min(cur, float64(s.adaptive.Limit()))
+			cur = float64(s.adaptive.Limit())
 		}
-		next := max(minAdaptive, cur*aimdDecrease)
+		next := rate.Limit(pacing.Decrease(cur, s.measured()))
 		if s.adaptive == nil {
-			s.adaptive = rate.NewLimiter(rate.Limit(next), 1)
+			s.adaptive = rate.NewLimiter(next, 1)
 		} else {
-			s.adaptive.SetLimitAt(now, rate.Limit(next))
+			s.adaptive.SetLimitAt(now, next)
 		}
-	case sig.OK && s.adaptive != nil:
-		cur := float64(s.adaptive.Limit())
-		next := cur + max(aimdIncrease*cur, 0.1)
-		if next > 2*s.measured()+10 || math.IsInf(next, 1) {
-			s.adaptive = nil // no longer binding
-		} else {
+		return
+	}
+	if sig.OK && s.adaptive != nil {
+		if next, binds := pacing.Increase(float64(s.adaptive.Limit()), s.measured()); binds {
 			s.adaptive.SetLimitAt(now, rate.Limit(next))
+		} else {
+			s.adaptive = nil
 		}
 	}
+}
 
+// judge counts an outcome for outage detection and moves the scope down or
+// up. Call with mu held.
+func (s *scopeState) judge(now time.Time, sig Signal) {
 	switch {
 	case sig.Failed:
-		s.failures++
-		if s.failures >= outageThreshold {
-			wait := sig.CoolDown
-			if wait <= 0 {
-				wait = probeInterval
-			}
-			if !s.down || sig.CoolDown > 0 {
-				s.nextProbe = now.Add(wait)
-			}
-			s.down = true
+		s.roll(now)
+		s.cur.failed++
+		s.cur.total++
+		wait := cmp.Or(sig.CoolDown, pacing.ProbeInterval)
+		switch {
+		case s.down && sig.CoolDown > 0:
+			s.nextProbe = now.Add(wait) // a failed probe: the next after a cool-down
+		case !s.down && pacing.Down(s.cur.failed+s.prev.failed, s.cur.total+s.prev.total):
+			s.down, s.nextProbe = true, now.Add(wait)
 		}
 	case sig.OK || sig.Throttled:
-		s.failures = 0
-		s.down = false
+		// An answer, even a 429: the provider is up.
+		if s.down {
+			s.down, s.cur, s.prev = false, tally{}, tally{}
+			return
+		}
+		s.roll(now)
+		s.cur.total++
 	}
-	return nil
 }

@@ -47,7 +47,7 @@ func TestRemainingZeroHoldsUntilReset(t *testing.T) {
 
 	_, err = getOnce(t, tr, s.URL)
 	require.NoError(t, err)
-	assert.Equal(t, []time.Duration{3*time.Second + holdMargin}, clk.Waits(), "held until the window reset")
+	assert.Equal(t, []time.Duration{3*time.Second + pacing.HoldMargin}, clk.Waits(), "held until the window reset")
 	assert.Len(t, s.Requests(), 2)
 }
 
@@ -61,7 +61,7 @@ func TestWindowCountHoldsBeforeTheProviderSays429(t *testing.T) {
 	}
 	// Three fit in the window (the provider said 2 left after the first);
 	// the fourth waits for the next one.
-	assert.Equal(t, []time.Duration{time.Second + holdMargin}, clk.Waits())
+	assert.Equal(t, []time.Duration{time.Second + pacing.HoldMargin}, clk.Waits())
 }
 
 func TestRetryAfterHoldsOtherRequests(t *testing.T) {
@@ -78,7 +78,7 @@ func TestRetryAfterHoldsOtherRequests(t *testing.T) {
 }
 
 func TestHoldPastDeadlineReturnsErrorWithRetryAt(t *testing.T) {
-	s := newScript(t, status(503, "", "Retry-After", "30"), status(200, ""))
+	s := newScript(t, status(429, "", "Retry-After", "30"), status(200, ""))
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, MaxElapsedTime: 10 * time.Second})
 	_, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
@@ -276,24 +276,24 @@ func TestCountSendAcrossTimeLines(t *testing.T) {
 }
 
 // Alone, a call does not yield the probe past its bounds: the yield would
-// take it past MaxElapsedTime (5 × 10 ms + 90 ms + 25 ms > 160 ms), so it
+// take it past MaxElapsedTime (10 × 10 ms + 90 ms + 50 ms > 210 ms), so it
 // probes when the probe is due.
 func TestOutageProbeYieldStaysWithinTheCallsBounds(t *testing.T) {
-	s := newScript(t, failingThenOK(503, outageThreshold)...)
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: outageThreshold + 1,
-		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 160 * time.Millisecond})
+	s := newScript(t, failingThenOK(503, pacing.OutageMinRequests)...)
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageMinRequests + 1,
+		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 210 * time.Millisecond})
 	resp, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Len(t, s.Requests(), outageThreshold+1)
-	assert.Equal(t, 90*time.Millisecond, clk.Waits()[outageThreshold])
+	assert.Len(t, s.Requests(), pacing.OutageMinRequests+1)
+	assert.Equal(t, 90*time.Millisecond, clk.Waits()[pacing.OutageMinRequests])
 }
 
 func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
-	s := newScript(t, failingThenOK(503, outageThreshold+1)...)
+	s := newScript(t, failingThenOK(503, pacing.OutageMinRequests+1)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
 	var sources []WaitSource
-	for range outageThreshold {
+	for range pacing.OutageMinRequests {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -303,7 +303,7 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 	resp, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
-	assert.Equal(t, []time.Duration{probeInterval}, clk.Waits())
+	assert.Equal(t, []time.Duration{pacing.ProbeInterval}, clk.Waits())
 
 	// The next probe succeeds and the provider is up again.
 	tr.p.OnAttempt = func(a Attempt) { sources = append(sources, a.WaitSource) }
@@ -313,8 +313,8 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 	resp, err = getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Equal(t, []time.Duration{probeInterval, probeInterval}, clk.Waits(), "no wait once up")
-	assert.Len(t, s.Requests(), outageThreshold+3)
+	assert.Equal(t, []time.Duration{pacing.ProbeInterval, pacing.ProbeInterval}, clk.Waits(), "no wait once up")
+	assert.Len(t, s.Requests(), pacing.OutageMinRequests+3)
 }
 
 // A failed probe costs its call an attempt: a call asks for the probe later
@@ -324,16 +324,16 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 func TestOutageProbeGoesToTheCallWithMostAttemptsLeft(t *testing.T) {
 	s := newScript(t, status(503, ""))
 	const backoff = 10 * time.Millisecond
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: outageThreshold + 1,
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageMinRequests + 1,
 		InitialInterval: backoff, Multiplier: 1})
 	resp, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
-	require.Len(t, s.Requests(), outageThreshold+1)
-	// Down after the fifth failure: the sixth attempt waits out its backoff,
-	// then the rest of the probe interval and its yield.
-	want := slices.Repeat([]time.Duration{backoff}, outageThreshold)
-	want = append(want, 115*time.Millisecond) // 100 ms - 10 ms + 5 attempts × 5 ms
+	require.Len(t, s.Requests(), pacing.OutageMinRequests+1)
+	// Down after the tenth failure: the eleventh attempt waits out its
+	// backoff, then the rest of the probe interval and its yield.
+	want := slices.Repeat([]time.Duration{backoff}, pacing.OutageMinRequests)
+	want = append(want, 140*time.Millisecond) // 100 ms - 10 ms + 10 attempts × 5 ms
 	assert.Equal(t, want, clk.Waits())
 
 	// A new call asks without a yield.
@@ -343,13 +343,13 @@ func TestOutageProbeGoesToTheCallWithMostAttemptsLeft(t *testing.T) {
 	if resp, err := tr.RoundTrip(req); err == nil {
 		resp.Body.Close()
 	}
-	assert.Equal(t, probeInterval, clk.Waits()[len(want)])
+	assert.Equal(t, pacing.ProbeInterval, clk.Waits()[len(want)])
 }
 
 func TestOutageHoldPastDeadline(t *testing.T) {
 	s := newScript(t, status(503, ""))
 	tr, _ := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
-	for range outageThreshold {
+	for range pacing.OutageMinRequests {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -359,13 +359,13 @@ func TestOutageHoldPastDeadline(t *testing.T) {
 	resp, err := tr.RoundTrip(req)
 	assert.Nil(t, resp)
 	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.Len(t, s.Requests(), outageThreshold)
+	assert.Len(t, s.Requests(), pacing.OutageMinRequests)
 }
 
 func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
-	s := newScript(t, failingThenOK(500, outageThreshold)...)
+	s := newScript(t, failingThenOK(500, pacing.OutageMinRequests)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, BreakerCoolDown: 2 * time.Second})
-	for range outageThreshold {
+	for range pacing.OutageMinRequests {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -375,7 +375,7 @@ func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	assert.True(t, errors.Is(err, ErrCircuitOpen))
 	assert.Equal(t, ClassServerError, e.Class)
-	assert.Len(t, s.Requests(), outageThreshold, "failed fast: nothing sent")
+	assert.Len(t, s.Requests(), pacing.OutageMinRequests, "failed fast: nothing sent")
 
 	clk.Sleep(context.Background(), 2*time.Second) // the cool-down passes
 	resp, err = getOnce(t, tr, s.URL)
@@ -468,11 +468,70 @@ func TestDownScopes(t *testing.T) {
 	lim := l.(Limiter)
 	ctx := context.Background()
 	assert.Empty(t, l.DownScopes())
-	for range outageThreshold {
+	for range pacing.OutageMinRequests {
 		require.NoError(t, lim.Observe(ctx, "p/b", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
 		require.NoError(t, lim.Observe(ctx, "p/a", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
 	}
 	assert.Equal(t, []string{"p/a", "p/b"}, l.DownScopes())
 	require.NoError(t, lim.Observe(ctx, "p/a", t0, Signal{Limit: -1, Remaining: -1, OK: true}))
 	assert.Equal(t, []string{"p/b"}, l.DownScopes())
+}
+
+// The account is held on evidence about the account only: a provider
+// failing across requests (a failure rate over a window, with a minimum
+// number of requests), not a run of failures at any concurrency, and not a
+// Retry-After on one 5xx.
+func TestOutageIsAFailureRate(t *testing.T) {
+	lim := NewLimiter()
+	ctx := context.Background()
+	down := func() bool { return len(lim.(interface{ DownScopes() []string }).DownScopes()) > 0 }
+	failed := Signal{Limit: -1, Remaining: -1, Failed: true}
+	ok := Signal{Limit: -1, Remaining: -1, OK: true}
+	now := t0
+	for i := range 200 { // one in three fails, at 16-way concurrency or not
+		sig := ok
+		if i%3 == 0 {
+			sig = failed
+		}
+		require.NoError(t, lim.Observe(ctx, "p", now, sig))
+		now = now.Add(5 * time.Millisecond)
+	}
+	assert.False(t, down(), "a third of requests failing is not an outage")
+
+	for range pacing.OutageMinRequests - 1 {
+		require.NoError(t, lim.Observe(ctx, "q", now, failed))
+	}
+	assert.False(t, down(), "too few requests to judge")
+	require.NoError(t, lim.Observe(ctx, "q", now, failed))
+	assert.True(t, down())
+
+	now = now.Add(3 * time.Second) // old failures leave the window
+	require.NoError(t, lim.Observe(ctx, "r", now, failed))
+	for range 5 {
+		require.NoError(t, lim.Observe(ctx, "r", now.Add(2*time.Second), failed))
+	}
+	assert.Equal(t, []string{"q"}, lim.(interface{ DownScopes() []string }).DownScopes(), "six failures over three seconds")
+}
+
+func TestRetryAfterOnA5xxHoldsOnlyItsRequest(t *testing.T) {
+	for _, code := range []int{500, 503, 404} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := newScript(t, status(code, "", "Retry-After", "30"), status(200, ""))
+			tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+			for range 2 {
+				_, err := getOnce(t, tr, s.URL)
+				require.NoError(t, err)
+			}
+			assert.Empty(t, clk.Waits(), "the next call is not held")
+			assert.Len(t, s.Requests(), 2)
+		})
+	}
+	// A 429's Retry-After is about the account: the next call waits.
+	s := newScript(t, status(429, "", "Retry-After", "3"), status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	for range 2 {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []time.Duration{3 * time.Second}, clk.Waits())
 }

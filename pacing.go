@@ -124,10 +124,10 @@ func (c *call) observe(a *try) {
 	default:
 		sig.OK = true
 	}
-	if a.resp == nil || a.resp.StatusCode < 400 {
-		// RFC 9110 §10.2.3: with a 3xx, Retry-After is the delay before
-		// following the redirect; with a 2xx it is a polling hint.
-		// Neither says the quota is spent.
+	if a.o.class != ClassRateLimited {
+		// A Retry-After holds the account only on a 429. On a 5xx it is
+		// that request's wait; on a 3xx the delay before following a
+		// redirect, on a 2xx a polling hint (RFC 9110 §10.2.3).
 		sig.RetryAt = time.Time{}
 	}
 	sig = sig.bound(now, c.t.p.MaxRetryAfter)

@@ -1051,7 +1051,7 @@ func TestSmartRetry_ThrottlesWhenRemainingZero(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	}
 	assert.Len(t, pv.Requests(), 2)
-	pv.waited(2*time.Second + holdMargin)
+	pv.waited(2*time.Second + pacing.HoldMargin)
 }
 
 // SmartRetry docs, Rate limits, Rate limits: "Payment operations (sale,

@@ -248,7 +248,7 @@ func TestHeadersCannotHoldPaymentsPastMaxRetryAfter(t *testing.T) {
 			for _, w := range clk.Waits() {
 				held += w
 			}
-			assert.LessOrEqual(t, held, maxRA+holdMargin)
+			assert.LessOrEqual(t, held, maxRA+pacing.HoldMargin)
 			assert.Len(t, s.Requests(), 2)
 		})
 	}
@@ -266,7 +266,7 @@ func TestZeroLimitAndMillisecondReset(t *testing.T) {
 			assert.Less(t, resp.StatusCode, 300)
 		}
 		assert.Len(t, s.Requests(), 3)
-		assert.Equal(t, []time.Duration{time.Second + holdMargin}, clk.Waits(), "held until the default reset, once")
+		assert.Equal(t, []time.Duration{time.Second + pacing.HoldMargin}, clk.Waits(), "held until the default reset, once")
 	})
 	t.Run("reset in milliseconds", func(t *testing.T) {
 		reset := strconv.FormatInt(t0.Add(2*time.Second).UnixMilli(), 10)
@@ -277,7 +277,7 @@ func TestZeroLimitAndMillisecondReset(t *testing.T) {
 			_, err := post(t, tr, s.URL, `{}`)
 			require.NoError(t, err)
 		}
-		assert.Equal(t, []time.Duration{2*time.Second + holdMargin}, clk.Waits())
+		assert.Equal(t, []time.Duration{2*time.Second + pacing.HoldMargin}, clk.Waits())
 	})
 }
 
