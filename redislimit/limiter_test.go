@@ -481,3 +481,204 @@ func TestFailClosed(t *testing.T) {
 }
 
 func slogger(h *logs) *slog.Logger { return slog.New(h) }
+
+// hashField reads a field of a scope's state in Redis.
+func hashField(t *testing.T, l *Limiter, scope, field string) string {
+	t.Helper()
+	v, err := l.client.HGet(bg, l.scope(scope).key, field).Result()
+	require.NoError(t, err)
+	return v
+}
+
+func okSignal(limit, remaining int, reset time.Time) payretry.Signal {
+	sig := noSignal()
+	sig.OK, sig.Limit, sig.Remaining, sig.Reset = true, limit, remaining, reset
+	return sig
+}
+
+// A success that holds nobody reaches Redis with the next Take: one round
+// trip per request. Anything that holds or counts goes at once.
+func TestSuccessGoesWithTheNextTake(t *testing.T) {
+	a, b := pair(t, Options{})
+	reset := time.Now().Add(time.Second)
+
+	// A scope Redis has not called quiet yet: the success goes at once.
+	require.NoError(t, a.Observe(bg, "p/pay", time.Now(), okSignal(10, 9, reset)))
+	assert.Equal(t, int64(1), a.Stats().RedisCalls)
+	d, _ := take(t, a, "p/pay") // Redis: quiet
+	require.Zero(t, d)
+
+	calls := a.Stats().RedisCalls
+	require.NoError(t, a.Observe(bg, "p/pay", time.Now(), okSignal(10, 8, reset)))
+	require.NoError(t, a.Observe(bg, "p/pay", time.Now(), okSignal(10, 6, reset)))
+	assert.Equal(t, calls, a.Stats().RedisCalls, "no call of their own")
+	assert.Equal(t, "1", hashField(t, a, "p/pay", "used"), "not told yet")
+	d, _ = take(t, a, "p/pay")
+	require.Zero(t, d)
+	assert.Equal(t, calls+1, a.Stats().RedisCalls)
+	assert.Equal(t, int64(1), a.Stats().Carried)
+	assert.Equal(t, "4", hashField(t, a, "p/pay", "used"), "the lowest Remaining of the window, with the Take")
+
+	// What holds the others goes at once.
+	for name, sig := range map[string]payretry.Signal{
+		"Remaining 0": okSignal(10, 0, reset),
+		"Retry-After": {Limit: -1, Remaining: -1, Throttled: true, RetryAt: time.Now().Add(50 * time.Millisecond)},
+		"429":         {Limit: -1, Remaining: -1, Throttled: true},
+		"failure":     {Limit: -1, Remaining: -1, Failed: true},
+	} {
+		scope := "p/" + name
+		take(t, a, scope)
+		calls := a.Stats().RedisCalls
+		require.NoError(t, a.Observe(bg, scope, time.Now(), sig))
+		assert.Equal(t, calls+1, a.Stats().RedisCalls, "%s: a call of its own", name)
+	}
+	d, src := take(t, b, "p/Remaining 0")
+	assert.Equal(t, payretry.WaitRateLimit, src, "b sees the spent window at once")
+	assert.Positive(t, d)
+
+	// After a failure, a success goes at once: it ends the failures in a
+	// row for every replica.
+	calls = a.Stats().RedisCalls
+	require.NoError(t, a.Observe(bg, "p/failure", time.Now(), okSignal(10, 5, reset)))
+	assert.Equal(t, calls+1, a.Stats().RedisCalls)
+	assert.Equal(t, "0", hashField(t, a, "p/failure", "failures"))
+}
+
+// A success carried by a later Take is put in its place among the
+// failures: it does not end failures observed after it.
+func TestCarriedSuccessKeepsItsPlace(t *testing.T) {
+	a, b := pair(t, Options{})
+	fail := noSignal()
+	fail.Failed = true
+
+	// a's success came before b's five failures: the scope stays down.
+	take(t, a, "p/before")
+	require.NoError(t, a.Observe(bg, "p/before", time.Now(), okSignal(-1, -1, time.Time{})))
+	time.Sleep(2 * time.Millisecond)
+	for range outageThreshold {
+		require.NoError(t, b.Observe(bg, "p/before", time.Now(), fail))
+	}
+	d, src := take(t, a, "p/before") // carries the success
+	assert.Equal(t, int64(1), a.Stats().Carried)
+	assert.Equal(t, payretry.WaitOutage, src, "still down")
+	assert.Positive(t, d)
+
+	// a's success came after them (a still thought the scope quiet): it
+	// ends them, as it would have at once.
+	take(t, a, "p/after")
+	for range outageThreshold {
+		require.NoError(t, b.Observe(bg, "p/after", time.Now(), fail))
+	}
+	time.Sleep(2 * time.Millisecond)
+	require.NoError(t, a.Observe(bg, "p/after", time.Now(), okSignal(-1, -1, time.Time{})))
+	d, src = take(t, a, "p/after")
+	assert.Equal(t, int64(2), a.Stats().Carried)
+	assert.Zero(t, d)
+	assert.Equal(t, payretry.WaitNone, src, "up again")
+}
+
+// A hold or spent window Redis reported is answered in-process until it
+// ends; an outage wait is not (a probe's success ends it).
+func TestKnownHoldsAreAnsweredInProcess(t *testing.T) {
+	a, b := pair(t, Options{})
+	sig := noSignal()
+	sig.Throttled, sig.RetryAt = true, time.Now().Add(200*time.Millisecond)
+	require.NoError(t, b.Observe(bg, "p/pay", time.Now(), sig))
+
+	d, src := take(t, a, "p/pay")
+	require.Equal(t, payretry.WaitRetryAfter, src)
+	calls := a.Stats().RedisCalls
+	for range 5 {
+		d2, src := take(t, a, "p/pay")
+		assert.Equal(t, payretry.WaitRetryAfter, src)
+		assert.LessOrEqual(t, d2, d)
+	}
+	assert.Equal(t, calls, a.Stats().RedisCalls, "no Redis call during the hold")
+	assert.Equal(t, int64(5), a.Stats().LocalWaits)
+	time.Sleep(d)
+	d, src = take(t, a, "p/pay")
+	assert.Zero(t, d, "Redis agrees the hold is over when the replica asks")
+	assert.Equal(t, payretry.WaitNone, src)
+	assert.Equal(t, calls+1, a.Stats().RedisCalls)
+
+	// A spent window.
+	require.NoError(t, b.Observe(bg, "p/win", time.Now(), okSignal(10, 0, time.Now().Add(300*time.Millisecond))))
+	_, src = take(t, a, "p/win")
+	require.Equal(t, payretry.WaitRateLimit, src)
+	calls = a.Stats().RedisCalls
+	_, src = take(t, a, "p/win")
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.Equal(t, calls, a.Stats().RedisCalls)
+
+	// An outage: every ask goes to Redis.
+	fail := noSignal()
+	fail.Failed = true
+	for range outageThreshold {
+		require.NoError(t, b.Observe(bg, "p/down", time.Now(), fail))
+	}
+	_, src = take(t, a, "p/down")
+	require.Equal(t, payretry.WaitOutage, src)
+	calls = a.Stats().RedisCalls
+	ok := noSignal()
+	ok.OK = true
+	require.NoError(t, b.Observe(bg, "p/down", time.Now(), ok)) // the probe succeeded
+	d, src = take(t, a, "p/down")
+	assert.Zero(t, d, "up again at once")
+	assert.Equal(t, payretry.WaitNone, src)
+	assert.Equal(t, calls+1, a.Stats().RedisCalls)
+}
+
+// Requests of one replica waiting for a token ask Redis when it is due, one
+// at a time, instead of all at once.
+func TestBucketGate(t *testing.T) {
+	a, b := pair(t, Options{})
+	lim := []payretry.Limit{{Name: "pay", Rate: 20, Burst: 1}} // a token every 50 ms
+	d, _ := take(t, a, "p/pay", lim...)
+	require.Zero(t, d)
+	d, src := take(t, a, "p/pay", lim...)
+	require.Equal(t, payretry.WaitRateLimit, src)
+	require.InDelta(t, 50*time.Millisecond, d, float64(10*time.Millisecond))
+
+	calls := a.Stats().RedisCalls
+	for range 5 {
+		d2, src := take(t, a, "p/pay", lim...)
+		assert.Equal(t, payretry.WaitRateLimit, src)
+		assert.LessOrEqual(t, d2, d, "until the token is due")
+	}
+	assert.Equal(t, calls, a.Stats().RedisCalls, "the replica's other waiting requests do not ask Redis")
+	d2, _ := take(t, b, "p/pay", lim...)
+	assert.Positive(t, d2, "another replica asks Redis itself")
+	assert.Equal(t, int64(1), b.Stats().RedisCalls)
+
+	time.Sleep(d + 5*time.Millisecond)
+	d, _ = take(t, a, "p/pay", lim...)
+	assert.Zero(t, d, "the token, when due")
+	d, src = take(t, a, "p/pay", lim...)
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.InDelta(t, 50*time.Millisecond, d, float64(10*time.Millisecond), "the next one")
+	assert.Equal(t, calls+1, a.Stats().RedisCalls, "asked once when due; the next knows the wait")
+
+	// Other limits, another gate; a bucket with tokens left, no gate.
+	wide := []payretry.Limit{{Name: "wide", Rate: 1000, Burst: 100}}
+	for range 10 {
+		d, _ := take(t, a, "p/pay", wide...)
+		assert.Zero(t, d)
+	}
+}
+
+// A success a failed Take could not deliver waits for the next one.
+func TestCarriedSuccessSurvivesAFailedTake(t *testing.T) {
+	srv := startRedis(t)
+	l := New(newClient(t, srv.Addr), Options{RetryInterval: 100 * time.Millisecond, Logger: quiet()})
+	take(t, l, "p/pay")
+	require.NoError(t, l.Observe(bg, "p/pay", time.Now(), okSignal(10, 3, time.Now().Add(5*time.Second))))
+	srv.Stop()
+	take(t, l, "p/pay") // fails: the fallback answers
+	require.True(t, l.Degraded())
+	require.NoError(t, srv.Restart(bg)) // empty
+	time.Sleep(150 * time.Millisecond)
+	take(t, l, "p/pay")
+	require.False(t, l.Degraded())
+	assert.Equal(t, int64(1), l.Stats().Carried)
+	assert.Equal(t, "7", hashField(t, l, "p/pay", "used"), "delivered after the restart")
+}

@@ -30,12 +30,15 @@ const (
 	boundaryGuard = 50 * time.Millisecond
 )
 
-// Wait sources as the scripts return them.
+// Wait sources as the scripts return them. srcWindow is a spent window,
+// which the caller sees as payretry.WaitRateLimit; unlike a token bucket's
+// wait it holds every request of the scope, so a replica may remember it.
 const (
 	srcNone = iota
 	srcRetryAfter
 	srcRateLimit
 	srcOutage
+	srcWindow
 )
 
 // The scripts work in microseconds of Redis server time (TIME), so that the
@@ -58,16 +61,31 @@ const (
 //	          responses from the next window's
 //	carry     requests sent within boundaryGuard of the reset: they count
 //	          in the next window too
+//	lastfail  when the latest failure was observed, so that a success
+//	          carried by a later Take (see observation) is put in its place
 //
 // A token bucket (GCRA) is one string key per provider and limit name: its
 // theoretical arrival time (tat). It expires when the bucket is full again,
 // so an expired key and a full bucket are the same thing.
+//
+// An observation is nine arguments, from ARGV[i] on:
+//
+//	i    1 if it has a Retry-After; i+1 its end from now (µs)
+//	i+2  the window's limit, -1 if not said
+//	i+3  1 if it has a reset time; i+4 the reset from now (µs)
+//	i+5  remaining, -1 if not said
+//	i+6  "f" failed, "o" answered normally or throttled, "" neither
+//	i+7  cool-down (µs), 0 for the probe interval
+//	i+8  its age (µs): how long before now the response came
+//
+// Both scripts return, last, 1 when the scope is quiet (no failure counted,
+// not down), else 0.
 const luaCommon = `
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function d(x) return string.format('%d', x) end
-local f = redis.call('HMGET', KEYS[1], 'hold', 'limit', 'reset', 'sent', 'used', 'failures', 'down', 'probe', 'prev', 'carry')
+local f = redis.call('HMGET', KEYS[1], 'hold', 'limit', 'reset', 'sent', 'used', 'failures', 'down', 'probe', 'prev', 'carry', 'lastfail')
 local hold = tonumber(f[1]) or 0
 local limit = tonumber(f[2]) or -1
 local reset = tonumber(f[3]) or 0
@@ -78,34 +96,89 @@ local down = tonumber(f[7]) or 0
 local probe = tonumber(f[8]) or 0
 local prev = tonumber(f[9]) or 0
 local carry = tonumber(f[10]) or 0
+local lastfail = tonumber(f[11]) or 0
 local function save(ttl)
   redis.call('HSET', KEYS[1], 'hold', d(hold), 'limit', d(limit), 'reset', d(reset), 'sent', d(sent),
-    'used', d(used), 'failures', d(failures), 'down', d(down), 'probe', d(probe), 'prev', d(prev), 'carry', d(carry))
+    'used', d(used), 'failures', d(failures), 'down', d(down), 'probe', d(probe), 'prev', d(prev),
+    'carry', d(carry), 'lastfail', d(lastfail))
   -- Kept until the last instant it knows, plus the idle TTL.
   local last = math.max(hold, reset, probe, now)
   redis.call('PEXPIRE', KEYS[1], d(math.ceil((last - now) / 1000) + ttl))
 end
+local function quiet()
+  if failures == 0 and down == 0 then return 1 end
+  return 0
+end
+-- observe records the observation at ARGV[i..i+8], as payretry's
+-- in-process limiter does in its Observe.
+local function observe(i)
+  local hasRetry, retryIn = ARGV[i] == '1', tonumber(ARGV[i + 1])
+  local sigLimit = tonumber(ARGV[i + 2])
+  local hasReset, resetIn = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
+  local remaining = tonumber(ARGV[i + 5])
+  local kind, cool, age = ARGV[i + 6], tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+  if hasRetry and now + retryIn > hold then hold = now + retryIn end
+  if sigLimit >= 0 then limit = sigLimit end
+  if hasReset and resetIn > 0 then
+    -- A reset in the past belongs to a window that already rolled.
+    local r = now + resetIn
+    local same = true
+    if r <= prev + WINDOW_TOLERANCE or (reset > 0 and r < reset - WINDOW_TOLERANCE) then
+      same = false -- a window that rolled already, late news
+    elseif reset == 0 or r > reset + WINDOW_TOLERANCE then
+      reset, used = r, 0
+    end
+    if same and remaining >= 0 and limit >= 0 then used = math.max(used, limit - remaining) end
+  elseif not hasReset and remaining == 0 and not hasRetry then
+    if now + DEFAULT_HOLD > hold then hold = now + DEFAULT_HOLD end
+  end
+  if kind == 'f' then
+    failures, lastfail = failures + 1, now
+    if failures >= OUTAGE_THRESHOLD then
+      local w = cool
+      if w <= 0 then w = PROBE_INTERVAL end
+      if down == 0 or cool > 0 then probe = now + w end
+      down = 1
+    end
+  elseif kind == 'o' and now - age >= lastfail then
+    -- A success ends the failures in a row, unless one was observed
+    -- after it (a success carried late by a Take): then that failure
+    -- and the ones after it stay counted.
+    failures, down = 0, 0
+  end
+end
 `
 
-// takeScript is Limiter.Take: the hold, the outage probe, the window, then
-// the token buckets, all or nothing, exactly in the order of payretry's
+// takeScript is Limiter.Take: an observation carried along (see
+// Limiter.Observe), then the hold, the outage probe, the window and the
+// token buckets, all or nothing, exactly in the order of payretry's
 // in-process limiter.
 //
 //	KEYS[1]   scope state; KEYS[2..] token buckets
 //	ARGV[1]   the replica's own adaptive-rate wait (µs), 0 if none
 //	ARGV[2]   idle TTL (ms)
-//	ARGV[2i+1], ARGV[2i+2]   bucket i: emission interval (µs), burst
+//	ARGV[3]   1 if an observation follows in ARGV[4..12], else 0
+//	ARGV[11+2i], ARGV[12+2i]   bucket i: emission interval (µs), burst
 //
-// It returns {wait µs, source}.
+// It returns {wait µs, source, quiet, next}: next is how long until the
+// token buckets have a token again (µs; 0 if one is left), -1 when the hold,
+// the outage or the window answered before the buckets were looked at.
 var takeScript = redis.NewScript(scriptConsts(luaCommon + `
 local ttl = tonumber(ARGV[2])
-if now < hold then return {hold - now, SRC_RETRY_AFTER} end
+local dirty = false
+if ARGV[3] == '1' then observe(4); dirty = true end
+if now < hold then
+  if dirty then save(ttl) end
+  return {hold - now, SRC_RETRY_AFTER, quiet(), -1}
+end
 local probing = false
 if down == 1 then
-  if now < probe then return {probe - now, SRC_OUTAGE} end
+  if now < probe then
+    if dirty then save(ttl) end
+    return {probe - now, SRC_OUTAGE, 0, -1}
+  end
   probing = true
 end
-local dirty = false
 if reset > 0 and now >= reset then
   -- The window rolled: its count starts again; the next response tells
   -- when the new one ends.
@@ -114,13 +187,13 @@ end
 if limit >= 0 and math.max(sent, used) >= limit then
   if reset == 0 then reset, dirty = now + DEFAULT_HOLD, true end
   if dirty then save(ttl) end
-  return {reset - now + HOLD_MARGIN, SRC_RATE_LIMIT}
+  return {reset - now + HOLD_MARGIN, SRC_WINDOW, quiet(), -1}
 end
 local wait = tonumber(ARGV[1])
 local tats = {}
 for i = 1, #KEYS - 1 do
-  local T = tonumber(ARGV[2 * i + 1])
-  local burst = tonumber(ARGV[2 * i + 2])
+  local T = tonumber(ARGV[11 + 2 * i])
+  local burst = tonumber(ARGV[12 + 2 * i])
   local tat = math.max(tonumber(redis.call('GET', KEYS[i + 1])) or now, now)
   -- Full bucket: tat <= now. A request may go while at least one token is
   -- left, that is while tat - now <= (burst - 1) * T.
@@ -130,65 +203,29 @@ for i = 1, #KEYS - 1 do
 end
 if wait > 0 then
   if dirty then save(ttl) end
-  return {math.ceil(wait), SRC_RATE_LIMIT}
+  return {math.ceil(wait), SRC_RATE_LIMIT, quiet(), math.ceil(wait)}
 end
+-- next: when the buckets have a token again after this one, 0 if now.
+local next = 0
 for i = 1, #KEYS - 1 do
   local tat = math.ceil(tats[i])
   redis.call('SET', KEYS[i + 1], d(tat), 'PX', d(math.ceil((tat - now) / 1000) + 1))
+  next = math.max(next, tat - (tonumber(ARGV[12 + 2 * i]) - 1) * tonumber(ARGV[11 + 2 * i]) - now)
 end
 sent = sent + 1
 if reset > 0 and now >= reset - BOUNDARY_GUARD then carry = carry + 1 end
 if probing then probe = now + PROBE_INTERVAL end
 save(ttl)
-if probing then return {0, SRC_OUTAGE} end
-return {0, SRC_NONE}
+if probing then return {0, SRC_OUTAGE, 0, math.ceil(next)} end
+return {0, SRC_NONE, quiet(), math.ceil(next)}
 `))
 
-// observeScript is Limiter.Observe.
-//
-//	KEYS[1]  scope state
-//	ARGV[1]  1 if the signal has a Retry-After; ARGV[2] its end from now (µs)
-//	ARGV[3]  the window's limit, -1 if not said
-//	ARGV[4]  1 if the signal has a reset time; ARGV[5] the reset from now (µs)
-//	ARGV[6]  remaining, -1 if not said
-//	ARGV[7]  "f" failed, "o" answered normally or throttled, "" neither
-//	ARGV[8]  cool-down (µs), 0 for the probe interval
-//	ARGV[9]  idle TTL (ms)
+// observeScript is Limiter.Observe: the observation in ARGV[1..9], then
+// ARGV[10] the idle TTL (ms). It returns {quiet}.
 var observeScript = redis.NewScript(scriptConsts(luaCommon + `
-local hasRetry, retryIn = ARGV[1] == '1', tonumber(ARGV[2])
-local sigLimit = tonumber(ARGV[3])
-local hasReset, resetIn = ARGV[4] == '1', tonumber(ARGV[5])
-local remaining = tonumber(ARGV[6])
-local kind, cool, ttl = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-
-if hasRetry and now + retryIn > hold then hold = now + retryIn end
-if sigLimit >= 0 then limit = sigLimit end
-if hasReset and resetIn > 0 then
-  -- A reset in the past belongs to a window that already rolled.
-  local r = now + resetIn
-  local same = true
-  if r <= prev + WINDOW_TOLERANCE or (reset > 0 and r < reset - WINDOW_TOLERANCE) then
-    same = false -- a window that rolled already, late news
-  elseif reset == 0 or r > reset + WINDOW_TOLERANCE then
-    reset, used = r, 0
-  end
-  if same and remaining >= 0 and limit >= 0 then used = math.max(used, limit - remaining) end
-elseif not hasReset and remaining == 0 and not hasRetry then
-  if now + DEFAULT_HOLD > hold then hold = now + DEFAULT_HOLD end
-end
-if kind == 'f' then
-  failures = failures + 1
-  if failures >= OUTAGE_THRESHOLD then
-    local w = cool
-    if w <= 0 then w = PROBE_INTERVAL end
-    if down == 0 or cool > 0 then probe = now + w end
-    down = 1
-  end
-elseif kind == 'o' then
-  failures, down = 0, 0
-end
-save(ttl)
-return {0, 0}
+observe(1)
+save(tonumber(ARGV[10]))
+return {quiet()}
 `))
 
 // scriptConsts writes the Go constants into a script's source.
@@ -199,6 +236,7 @@ func scriptConsts(src string) string {
 		"SRC_RETRY_AFTER", strconv.Itoa(srcRetryAfter),
 		"SRC_RATE_LIMIT", strconv.Itoa(srcRateLimit),
 		"SRC_OUTAGE", strconv.Itoa(srcOutage),
+		"SRC_WINDOW", strconv.Itoa(srcWindow),
 		"HOLD_MARGIN", us(holdMargin),
 		"DEFAULT_HOLD", us(defaultHold),
 		"PROBE_INTERVAL", us(probeInterval),
