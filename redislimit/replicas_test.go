@@ -16,11 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The scenarios: three replicas (Transports, each with its own
-// limiter and its own Redis connection) × 4 workers push payments at one
-// SmartRetry simulator, which allows 100 payment requests per second per API
-// key (fixed one-second windows, X-RateLimit-* on every response, 429 with
-// Retry-After beyond). All replicas use the same API key.
+// Three replicas (Transports in this process, each with its own limiter and
+// its own Redis connection; processes_test.go runs them as processes) × 4
+// workers push payments at one SmartRetry simulator, which allows 100
+// payment requests per second per API key (fixed one-second windows,
+// X-RateLimit-* on every response, 429 with Retry-After beyond). All
+// replicas use the same API key.
 
 const (
 	replicas      = 3
@@ -81,37 +82,6 @@ func runReplicas(t *testing.T, name string, latency time.Duration, payments int,
 		}
 	}
 	return s, sim
-}
-
-func TestReplicasShareTheQuota(t *testing.T) {
-	srv := startRedis(t)
-	const payments = 600
-
-	var limiters []*Limiter
-	shared, sim := runReplicas(t, "shared", providerLatency, payments, func(int) payretry.Limiter {
-		// The fallback has its own tests: a generous timeout keeps a loaded
-		// test machine from turning this run into an in-process one.
-		l := New(newClient(t, srv.Addr), Options{Timeout: 250 * time.Millisecond, Logger: quiet()})
-		limiters = append(limiters, l)
-		return l
-	}, nil)
-	t.Logf("with Redis:    %v", shared)
-	for i, l := range limiters {
-		t.Logf("replica %d: %+v", i, l.Stats())
-	}
-	alone, _ := runReplicas(t, "alone", providerLatency, payments, func(int) payretry.Limiter { return nil }, nil)
-	t.Logf("without Redis: %v", alone)
-
-	assert.Equal(t, payments, shared.res.Succeeded)
-	assert.Equal(t, payments, shared.executed)
-	assert.Zero(t, sim.Duplicates())
-	assert.LessOrEqual(t, shared.throttled*100, 2*shared.requests, "429s at most 2 % of requests")
-	assert.GreaterOrEqual(t, shared.goodput, 0.9*providerLimit, "goodput at least 0.9 of the provider's limit")
-
-	// Each replica alone paces itself to the whole limit: together they
-	// offer three times what the provider allows, and stop only when the
-	// provider's Remaining says the window is spent.
-	assert.GreaterOrEqual(t, alone.throttled, 3*shared.throttled+5, "without Redis the replicas collect more 429s")
 }
 
 // timed wraps a Limiter to measure how long Take and Observe block.

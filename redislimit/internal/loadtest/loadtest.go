@@ -1,5 +1,6 @@
 // Package loadtest pushes payments through several payretry Transports (the
-// "replicas") at one provider, for the tests and the example.
+// "replicas") at one provider, for the tests and the example: in one process
+// (Run) or each replica in a child process of its own (RunProcesses, Child).
 package loadtest
 
 import (
@@ -39,9 +40,14 @@ type Outcome struct {
 	Reference string
 	Replica   int
 	Status    int   // 0 when no response
-	Err       error // the *payretry.Error of a failed call, nil on success
-	Unknown   bool  // the provider may have executed it: reconcile
-	Latency   time.Duration
+	Err       error `json:"-"` // the *payretry.Error of a failed call, nil on success
+	// ErrText is Err's message; from a child process, Err is rebuilt from
+	// it and DeadlineExceeded.
+	ErrText string `json:",omitempty"`
+	// DeadlineExceeded: Err is or wraps context.DeadlineExceeded.
+	DeadlineExceeded bool `json:",omitempty"`
+	Unknown          bool // the provider may have executed it: reconcile
+	Latency          time.Duration
 }
 
 // Result sums up a run.
@@ -82,7 +88,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					if n > cfg.Payments || ctx.Err() != nil {
 						return
 					}
-					outcomes[n-1] = pay(ctx, t, cfg, r, fmt.Sprintf("%s-%d", cfg.Reference, n))
+					outcomes[n-1] = pay(ctx, t, cfg.URL, cfg.APIKey, cfg.Deadline, r, Reference(cfg.Reference, n))
 					if cfg.OnDone != nil {
 						cfg.OnDone(int(done.Add(1)))
 					}
@@ -91,7 +97,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	wg.Wait()
-	res := Result{Elapsed: time.Since(start), Outcomes: outcomes}
+	return summarize(time.Since(start), outcomes), ctx.Err()
+}
+
+// Reference returns the reference of the n-th payment (from 1) of a run.
+func Reference(prefix string, n int) string { return fmt.Sprintf("%s-%d", prefix, n) }
+
+// summarize counts the outcomes of a run.
+func summarize(elapsed time.Duration, outcomes []Outcome) Result {
+	res := Result{Elapsed: elapsed, Outcomes: outcomes}
 	for _, o := range outcomes {
 		switch {
 		case o.Reference == "":
@@ -104,24 +118,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.MaxLatency = max(res.MaxLatency, o.Latency)
 	}
-	return res, ctx.Err()
+	return res
 }
 
-func pay(ctx context.Context, t *payretry.Transport, cfg Config, replica int, ref string) Outcome {
+func pay(ctx context.Context, t *payretry.Transport, url, apiKey string, deadline time.Duration, replica int, ref string) Outcome {
 	o := Outcome{Reference: ref, Replica: replica}
-	if cfg.Deadline > 0 {
+	if deadline > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Deadline)
+		ctx, cancel = context.WithTimeout(ctx, deadline)
 		defer cancel()
 	}
 	body := fmt.Sprintf(`{"reference":%q,"amount":1000,"currency":"USD"}`, ref)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
-		o.Err = err
+		o.Err, o.ErrText = err, err.Error()
 		return o
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-api-key", cfg.APIKey)
+	req.Header.Set("x-api-key", apiKey)
 	start := time.Now()
 	resp, err := t.RoundTrip(req)
 	o.Latency = time.Since(start)
@@ -132,7 +146,8 @@ func pay(ctx context.Context, t *payretry.Transport, cfg Config, replica int, re
 		resp.Body.Close()
 	}
 	if err != nil {
-		o.Err = err
+		o.Err, o.ErrText = err, err.Error()
+		o.DeadlineExceeded = errors.Is(err, context.DeadlineExceeded)
 		var pe *payretry.Error
 		o.Unknown = errors.As(err, &pe) && pe.OutcomeUnknown
 	}
