@@ -203,6 +203,9 @@ func (a *attemptTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return a.base.RoundTrip(r)
 	}
 	cc.n++
+	if !cc.span.SpanContext().IsValid() {
+		return a.base.RoundTrip(r) // a no-op tracer: no span to start
+	}
 	if cc.attempt != nil { // the previous attempt was not reported; not expected
 		cc.attempt.End()
 	}
@@ -212,9 +215,6 @@ func (a *attemptTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		opts = attemptStart(r, mi, cc.n)
 	}
 	ctx, span := a.h.tracer.Start(r.Context(), spanName(mi), opts...)
-	if !span.IsRecording() && span.SpanContext().Equal(trace.SpanContextFromContext(r.Context())) {
-		return a.base.RoundTrip(r) // no span was started (a no-op tracer)
-	}
 	cc.attempt = span
 	return a.base.RoundTrip(r.WithContext(ctx))
 }

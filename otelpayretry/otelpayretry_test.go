@@ -310,16 +310,18 @@ func TestHolds(t *testing.T) {
 	assert.InDelta(t, 0.010, attempt.StartTime().Sub(ev.Time).Seconds(), 0.005, "the attempt starts when the hold ends")
 }
 
-// TestDownScopes takes a scope down with five failures in a row and up again
-// with a probe that succeeds.
+// TestDownScopes takes a scope down with ten failed requests (the
+// limiter's threshold, payretry.DefaultPacing) and up again with a probe that
+// succeeds.
 func TestDownScopes(t *testing.T) {
 	tel := newTelemetry(t)
-	srv := newScripted(t, status(503), status(503), status(503), status(503), status(503), status(201))
+	failures := payretry.DefaultPacing().OutageMinRequests
+	srv := newScripted(t, append(repeat(status(503), failures), status(201))...)
 	p := fast()
 	p.MaxAttempts = 1
 	rt, err := otelpayretry.NewTransport(newBase(t), p, tel.options())
 	require.NoError(t, err)
-	for range 5 {
+	for range failures {
 		_, err := post(t, context.Background(), rt, srv.URL+"/v1/payments/sale")
 		require.NoError(t, err)
 	}
@@ -338,7 +340,7 @@ func TestDownScopes(t *testing.T) {
 	m = tel.collect(t)
 	assert.Equal(t, scopesUp, sums(t, m["payretry.limiter.down_scopes"]))
 	assert.Equal(t, map[string]int64{provider + ",payretry.wait.source=outage": 1}, sums(t, m["payretry.limiter.holds"]))
-	assert.Equal(t, map[string]int64{"http.request.method=POST," + provider: 5}, sums(t, m["payretry.unknown_outcomes"]))
+	assert.Equal(t, map[string]int64{"http.request.method=POST," + provider: int64(failures)}, sums(t, m["payretry.unknown_outcomes"]))
 }
 
 // degradable is a limiter that says whether it is degraded, like

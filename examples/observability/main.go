@@ -48,8 +48,11 @@ type config struct {
 	serve    time.Duration // how long /metrics stays up after the run
 }
 
+// outageFor is how long the demo's outage lasts.
+const outageFor = time.Second
+
 // demoPlan is the simulator's weather: a few failures of each kind, and
-// an outage of a second from outageAt (none when 0).
+// an outage of outageFor from outageAt (none when 0).
 func demoPlan(seed int64, outageAt time.Duration) payretrytest.FaultPlan {
 	p := payretrytest.FaultPlan{
 		Seed:        seed,
@@ -63,7 +66,7 @@ func demoPlan(seed int64, outageAt time.Duration) payretrytest.FaultPlan {
 	if outageAt > 0 {
 		// Every payment request's connection is dropped unanswered: to
 		// the client, the provider is down.
-		p.Phases = []payretrytest.Phase{{Window: payretrytest.Window{Start: outageAt, End: outageAt + time.Second}, Drop: 1}}
+		p.Phases = []payretrytest.Phase{{Window: payretrytest.Window{Start: outageAt, End: outageAt + outageFor}, Drop: 1}}
 	}
 	return p
 }
