@@ -71,40 +71,8 @@ func runProcesses(t *testing.T, name string, n, workers, payments int, setup rep
 		}
 		run.reports = append(run.reports, rep)
 	}
-	run.quota, run.windows = quotaUsed(sim, res.Outcomes)
+	run.quota, run.windows = loadtest.QuotaUsed(sim, res.Outcomes, providerLimit)
 	return run, sim
-}
-
-// quotaUsed returns the share of the provider's quota (100 payment requests
-// per one-second window, aligned to unix seconds) that the payments used:
-// the requests it accepted in the windows that the run spanned whole, over
-// 100 per window. The first and last windows, where the run started or
-// ran out of payments, do not count.
-func quotaUsed(sim *payretrytest.Server, outcomes []loadtest.Outcome) (float64, int) {
-	var first, last time.Time
-	accepted := map[int64]int{}
-	for _, o := range outcomes {
-		for _, a := range sim.Attempts(o.Reference) {
-			if first.IsZero() || a.At.Before(first) {
-				first = a.At
-			}
-			if a.At.After(last) {
-				last = a.At
-			}
-			if a.Status != 429 {
-				accepted[a.At.Unix()]++
-			}
-		}
-	}
-	n, sum := 0, 0
-	for sec := first.Unix() + 1; sec < last.Unix(); sec++ {
-		n++
-		sum += accepted[sec]
-	}
-	if n == 0 {
-		return 0, 0
-	}
-	return float64(sum) / float64(n*providerLimit), n
 }
 
 // checkLedger checks the caller's view against the provider's ledger,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/payretry/payretry"
+	"github.com/payretry/payretry/payretrytest"
 )
 
 // Config describes a run.
@@ -152,4 +153,38 @@ func pay(ctx context.Context, t *payretry.Transport, url, apiKey string, deadlin
 		o.Unknown = errors.As(err, &pe) && pe.OutcomeUnknown
 	}
 	return o
+}
+
+// QuotaUsed returns the share of a provider's quota (limit requests per
+// one-second window, aligned to unix seconds, as payretrytest's SmartRetry
+// counts them) that a run's payments used: the requests the provider
+// accepted (answered other than 429) in the windows the run spanned whole,
+// over limit per window, and the number of those windows. The first and
+// last windows, where the run started or ran out of payments, do not
+// count.
+func QuotaUsed(sim *payretrytest.Server, outcomes []Outcome, limit int) (float64, int) {
+	var first, last time.Time
+	accepted := map[int64]int{}
+	for _, o := range outcomes {
+		for _, a := range sim.Attempts(o.Reference) {
+			if first.IsZero() || a.At.Before(first) {
+				first = a.At
+			}
+			if a.At.After(last) {
+				last = a.At
+			}
+			if a.Status != http.StatusTooManyRequests {
+				accepted[a.At.Unix()]++
+			}
+		}
+	}
+	n, sum := 0, 0
+	for sec := first.Unix() + 1; sec < last.Unix(); sec++ {
+		n++
+		sum += accepted[sec]
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(sum) / float64(n*limit), n
 }
