@@ -46,10 +46,37 @@ func commandCalls(t *testing.T, addr string) map[string]int {
 	return calls
 }
 
-func resetStats(t *testing.T, addr string) {
+func resetStats(t testing.TB, addr string) {
 	t.Helper()
 	_, err := redisserver.Command(addr, "CONFIG", "RESETSTAT")
 	require.NoError(t, err)
+}
+
+// scriptTime returns the scripts Redis ran since its last CONFIG RESETSTAT
+// and the µs it spent running them (INFO commandstats: EVALSHA's calls and
+// usec, which include the commands inside).
+func scriptTime(t testing.TB, addr string) (calls, usec int) {
+	t.Helper()
+	info, err := redisserver.Command(addr, "INFO", "commandstats")
+	require.NoError(t, err)
+	for line := range strings.Lines(info) {
+		stats, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for f := range strings.SplitSeq(stats, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			n, _ := strconv.Atoi(v)
+			switch k {
+			case "calls":
+				calls = n
+			case "usec":
+				usec = n
+			}
+		}
+	}
+	require.Positive(t, calls)
+	return calls, usec
 }
 
 // roundTrips sorts the commands Redis counted: the limiter's scripts
@@ -70,13 +97,13 @@ func roundTrips(calls map[string]int) (scripts, inside, other int) {
 	return scripts, inside, other
 }
 
-// quietPolicy is SmartRetry's preset with limits fifty times as high, so
+// quietPolicy is SmartRetry's preset with limits factor times as high, so
 // that nothing binds: the quiet path.
-func quietPolicy(l payretry.Limiter) payretry.Policy {
+func quietPolicy(l payretry.Limiter, factor float64) payretry.Policy {
 	p := payretry.SmartRetry()
 	p.Limits = slices.Clone(p.Limits)
 	for i := range p.Limits {
-		p.Limits[i].Rate *= 50
+		p.Limits[i].Rate *= factor
 	}
 	p.Limiter = l
 	return p
@@ -110,7 +137,7 @@ func TestRoundTripsPerPayment(t *testing.T) {
 	t.Run("quiet", func(t *testing.T) {
 		sim := quietSimulator(t)
 		l := New(newClient(t, srv.Addr), Options{Timeout: 250 * time.Millisecond, Logger: quiet()})
-		tr, err := payretry.NewTransport(nil, quietPolicy(l))
+		tr, err := payretry.NewTransport(nil, quietPolicy(l, 50))
 		require.NoError(t, err)
 		c := &http.Client{Transport: tr}
 		payOnce(t, c, sim.PaymentURL(), "warm-up") // connects and loads the scripts
@@ -135,7 +162,7 @@ func TestRoundTripsPerPayment(t *testing.T) {
 		sim := quietSimulator(t)
 		l := New(newClient(t, srv.Addr), Options{Timeout: 250 * time.Millisecond, Logger: quiet()})
 		other := New(newClient(t, srv.Addr), Options{Logger: quiet()})
-		tr, err := payretry.NewTransport(nil, quietPolicy(l))
+		tr, err := payretry.NewTransport(nil, quietPolicy(l, 50))
 		require.NoError(t, err)
 		c := &http.Client{Transport: tr}
 		payOnce(t, c, sim.PaymentURL(), "warm-up")
@@ -175,4 +202,96 @@ func TestRoundTripsPerPayment(t *testing.T) {
 		assert.LessOrEqual(t, scripts-1, payments+2, "at most one round trip per payment, and the one that learns the hold")
 		assert.GreaterOrEqual(t, st.LocalWaits-before.LocalWaits, int64(payments-5), "the waits during the hold were answered in-process")
 	})
+}
+
+// cannedProvider answers every request at once with a 201 carrying
+// SmartRetry's X-RateLimit fields, of a window that never runs out.
+type cannedProvider struct{}
+
+func (cannedProvider) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-RateLimit-Limit", "1000000000")
+	h.Set("X-RateLimit-Remaining", "999999999")
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+1, 10))
+	return &http.Response{StatusCode: http.StatusCreated, Header: h, Request: req,
+		Body: io.NopCloser(strings.NewReader(`{"id":"pay_1","status":"executed"}`))}, nil
+}
+
+// BenchmarkLimiterCost measures what Redis adds to a payment call on the
+// quiet path: one POST through a SmartRetry Transport (its limits raised so
+// that none binds) to a provider answering in memory, with the in-process
+// limiter and with redislimit on a loopback redis-server. It reports the
+// median and 99th percentile of a call and the Redis calls per payment.
+//
+// A PING through the same kind of client gives the bare round trip.
+//
+//	go test -run '^$' -bench LimiterCost -benchtime 20000x -count 5
+func BenchmarkLimiterCost(b *testing.B) {
+	srv := startRedis(b)
+	b.Run("ping", func(b *testing.B) {
+		rdb := newClient(b, srv.Addr)
+		took := make([]time.Duration, b.N)
+		b.ResetTimer()
+		for i := range b.N {
+			start := time.Now()
+			require.NoError(b, rdb.Ping(bg).Err())
+			took[i] = time.Since(start)
+		}
+		b.StopTimer()
+		slices.Sort(took)
+		b.ReportMetric(float64(took[b.N/2])/1e3, "p50-µs")
+		b.ReportMetric(float64(took[b.N*99/100])/1e3, "p99-µs")
+	})
+	for _, name := range []string{"inprocess", "redis"} {
+		b.Run("limiter="+name, func(b *testing.B) {
+			var l *Limiter
+			var lim payretry.Limiter // nil: the Transport's own, in-process
+			if name == "redis" {
+				l = New(newClient(b, srv.Addr), Options{Prefix: "bench-" + strconv.Itoa(b.N), Logger: quiet()})
+				lim = l
+			}
+			tr, err := payretry.NewTransport(cannedProvider{}, quietPolicy(lim, 1000))
+			require.NoError(b, err)
+			pay := func() {
+				req, err := http.NewRequest(http.MethodPost, "https://api.smartretry.example/v1/payments/sale",
+					strings.NewReader(`{"reference":"bench","amount":1000,"currency":"USD"}`))
+				require.NoError(b, err)
+				resp, err := tr.RoundTrip(req)
+				require.NoError(b, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			for range 100 {
+				pay() // connects and loads the scripts
+			}
+			var before Stats
+			if l != nil {
+				before = l.Stats()
+				resetStats(b, srv.Addr)
+			}
+			took := make([]time.Duration, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				pay()
+				took[i] = time.Since(start)
+			}
+			b.StopTimer()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[b.N/2])/1e3, "p50-µs")
+			b.ReportMetric(float64(took[b.N*99/100])/1e3, "p99-µs")
+			if l != nil {
+				st := l.Stats()
+				require.Zero(b, st.FallbackTakes, "paced through Redis throughout")
+				b.ReportMetric(float64(st.RedisCalls-before.RedisCalls)/float64(b.N), "redis-calls/op")
+				calls, usec := scriptTime(b, srv.Addr)
+				b.ReportMetric(float64(usec)/float64(calls), "script-µs/call")
+			}
+		})
+	}
 }

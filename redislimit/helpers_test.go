@@ -25,7 +25,7 @@ import (
 // startRedis starts a real redis-server on a free loopback port for one test
 // and stops it when the test ends. The test is skipped, saying why, only when
 // no redis-server binary is installed.
-func startRedis(t *testing.T) *redisserver.Server {
+func startRedis(t testing.TB) *redisserver.Server {
 	t.Helper()
 	srv, err := redisserver.Start(context.Background())
 	if errors.Is(err, redisserver.ErrNotInstalled) {
@@ -38,7 +38,7 @@ func startRedis(t *testing.T) *redisserver.Server {
 
 // newClient returns a client of addr with the settings the package doc
 // recommends: context deadlines honoured, no command retries.
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{
 		Addr:                  addr,

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/payretry/payretry"
+	"github.com/payretry/payretry/redislimit/internal/redisserver"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -432,9 +434,26 @@ func TestFallbackWhenRedisIsDown(t *testing.T) {
 }
 
 func TestSlowRedisNeverBlocksPastTheTimeout(t *testing.T) {
-	srv := startRedis(t)
+	// A client that honours context deadlines runs the script in the
+	// caller's goroutine; another in a goroutine of its own (see run).
+	t.Run("context deadlines", func(t *testing.T) {
+		srv := startRedis(t)
+		c := newClient(t, srv.Addr)
+		require.True(t, honoursDeadlines(c))
+		testSlowRedis(t, srv, c)
+	})
+	t.Run("no context deadlines", func(t *testing.T) {
+		srv := startRedis(t)
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1}) // reads wait 3 s
+		t.Cleanup(func() { c.Close() })
+		require.False(t, honoursDeadlines(c))
+		testSlowRedis(t, srv, c)
+	})
+}
+
+func testSlowRedis(t *testing.T, srv *redisserver.Server, c *redis.Client) {
 	var lines logs
-	l := New(newClient(t, srv.Addr), Options{Timeout: 50 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: slogger(&lines)})
+	l := New(c, Options{Timeout: 50 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: slogger(&lines)})
 	d, _ := take(t, l, "p/pay")
 	require.Zero(t, d)
 
