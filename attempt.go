@@ -77,7 +77,7 @@ func (c *call) report(t *try, d decision) {
 		return
 	}
 	a := Attempt{
-		Provider: c.t.p.Name, Number: t.n, Method: c.req.Method, Class: t.o.class,
+		Provider: c.t.p.Name, Operation: c.op, Number: t.n, Method: c.req.Method, Class: t.o.class,
 		Code: t.code, Err: t.err, IdempotencyKey: t.key, Start: t.start, Duration: t.took,
 		Hold: c.hold, HoldSource: c.held, Retry: d.retry, Reason: d.reason, Request: t.req,
 		OutcomeUnknown: d.unknown && c.st.write,

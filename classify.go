@@ -168,6 +168,18 @@ func isCompliance(code, msg string) bool {
 		strings.Contains(m, "compliance hold")
 }
 
+// replayed reports whether a response says it is the answer a provider
+// stored for the request's key, replayed (Stripe's Idempotent-Replayed:
+// true, and its variants).
+func replayed(h http.Header) bool {
+	for _, name := range [...]string{"Idempotent-Replayed", "Idempotency-Replayed", "X-Idempotency-Replayed"} {
+		if v, _ := lookup(h, name); strings.EqualFold(v, "true") {
+			return true
+		}
+	}
+	return false
+}
+
 // keyInUse reports whether a 409's code or message says that another request
 // with the same idempotency key is in flight (KeyStone API, HTTP status
 // codes: "409 Conflict: Duplicate idempotency key"; the IETF Idempotency-Key
@@ -197,6 +209,7 @@ func (c *call) classify(a *try, timedOut bool, now time.Time) {
 			o.compliance = isCompliance(a.code, a.msg)
 			o.keyInUse = o.class == ClassConflict && keyInUse(a.code, a.msg)
 			o.retryAfter, o.hasRetryAfter = retryAfter(a.resp.Header, now)
+			o.replayed = replayed(a.resp.Header)
 		}
 		return
 	}

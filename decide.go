@@ -18,7 +18,8 @@ type state struct {
 	write      bool // the method is not safe: a second execution matters
 	keyed      bool // the call carries an idempotency key
 	unknown    bool // an earlier attempt may have executed the write: the key is pinned
-	attempts   int  // attempts made, the one being decided included
+	attempts   int  // attempts made, the one being decided included; replays not counted
+	replays    int  // replayed answers walked through (see outcome.replayed)
 	refreshed  bool // Policy.RefreshAuth ran in this call
 	backoffs   int  // backoff waits made
 	replayable bool // the body can be sent again
@@ -27,12 +28,16 @@ type state struct {
 // outcome is what one attempt showed.
 type outcome struct {
 	class      Class
-	status     int   // 0 when no response was received
-	sent       bool  // the request may have reached the provider; false: provably never left
-	permanent  bool  // a failure that no retry mends (a certificate that fails verification)
-	compliance bool  // the provider reports a compliance review or a request for information
-	keyInUse   bool  // a 409 saying that another request with the key is in flight
-	cause      error // the error, when no response was received
+	status     int  // 0 when no response was received
+	sent       bool // the request may have reached the provider; false: provably never left
+	permanent  bool // a failure that no retry mends (a certificate that fails verification)
+	compliance bool // the provider reports a compliance review or a request for information
+	keyInUse   bool // a 409 saying that another request with the key is in flight
+	// replayed: the provider says the answer is the one it stored for the
+	// key (Idempotent-Replayed: true): history from an earlier call, such
+	// as a process that died, not a fresh failure.
+	replayed bool
+	cause    error // the error, when no response was received
 	// retryAfter is the provider's Retry-After, when hasRetryAfter.
 	retryAfter    time.Duration
 	hasRetryAfter bool
@@ -51,6 +56,7 @@ type decision struct {
 	wait    time.Duration
 	source  WaitSource
 	newKey  bool  // the retry carries a new idempotency key
+	history bool  // o was a replay that moved the key on: the retry goes at once, and o does not count
 	refresh bool  // call Policy.RefreshAuth before the retry
 	unknown bool  // the call's outcome is unknown: a write may have executed
 	reason  error // why no retry follows a failure; nil on success or retry
@@ -67,6 +73,8 @@ type decision struct {
 //   - no wait passes MaxRetryAfter, MaxElapsedTime or the context's deadline,
 //     and no wait is shorter than the provider's Retry-After or the rule's
 //     MinWait;
+//   - a replay of a stored failure (history) moves on at once and costs no
+//     attempt, at most MaxAttempts times;
 //   - a retry needs the retry budget to have one left (it is paid when sent,
 //     unless it waited for an outage probe: see call.throttle).
 func (t *Transport) decide(s state, o outcome, b bounds) decision {
@@ -123,6 +131,11 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 	}
 	d.retry, d.wait, d.source = true, wait, source
 	d.newKey = rule.NewKey && s.keyed && !d.unknown && o.status != 0
+	if d.newKey && o.replayed && s.replays < t.p.MaxAttempts {
+		// A stored failure replayed for a key of an earlier call: walk on
+		// to the next key at once, without spending an attempt on history.
+		d.wait, d.source, d.history = 0, WaitNone, true
+	}
 	return d
 }
 

@@ -39,6 +39,10 @@ var ErrCircuitOpen = errors.New("payretry: circuit open")
 // transport's retry budget (Policy.RetryBudgetRatio) was spent.
 var ErrRetryBudget = errors.New("payretry: retry budget spent")
 
+// ErrEmptyOperation is the cause of an [Error] when a request's context
+// carries an empty operation id (see [WithOperation]): nothing was sent.
+var ErrEmptyOperation = errors.New("payretry: empty operation id")
+
 // ErrNotRetryable is the reason (see [Attempt].Reason) when the policy does
 // not retry the attempt's class or status, or the failure is permanent (a
 // certificate that fails verification).
@@ -81,6 +85,7 @@ type Error struct {
 	Message        string // provider's human message (detail, message, title, ...)
 	Attempts       int    // attempts made in the logical call, the first included
 	IdempotencyKey string // key carried by the last attempt ("" if none)
+	Operation      string // the caller's operation id (see WithOperation), "" if none
 	RequestID      string // provider's request id header, if any
 	// OutcomeUnknown is true when the provider may have executed the operation:
 	// reconcile (webhook, lookup by IdempotencyKey) before acting again.
@@ -176,6 +181,7 @@ func CheckResponse(resp *http.Response) error {
 			e.Class = o.class
 			e.Attempts = o.attempts
 			e.IdempotencyKey = o.key
+			e.Operation = o.operation
 			e.OutcomeUnknown = o.unknown
 		} else {
 			e.IdempotencyKey = resp.Request.Header.Get("Idempotency-Key")
@@ -187,11 +193,12 @@ func CheckResponse(resp *http.Response) error {
 // callOutcome is attached to the request of a final non-2xx response returned
 // by a Transport, so that CheckResponse can report what the transport knew.
 type callOutcome struct {
-	provider string
-	class    Class
-	attempts int
-	key      string
-	unknown  bool
+	operation string
+	provider  string
+	class     Class
+	attempts  int
+	key       string
+	unknown   bool
 }
 
 type outcomeKey struct{}

@@ -213,18 +213,24 @@ func randomActions(c *choices) []action {
 
 // stage serves a sequence of actions, one per attempt: the dialer (keep-alives
 // off, so each attempt dials) takes the next action, refuses it or tags the
-// connection with it, and the server plays it and records the request.
+// connection with it, and the server plays it. Each refusal and each request
+// received is logged, in order: a dial whose attempt gave up before it
+// connected sends nothing and logs nothing.
 type stage struct {
-	srv     *httptest.Server
-	closed  string
-	acts    []action
-	mu      sync.Mutex
-	next    int
-	byConn  map[string]int
-	met     []int    // the action each attempt met, in order
-	keys    []string // the key each request carried ("" if refused)
-	bodies  []string
-	authors []string
+	srv    *httptest.Server
+	closed string
+	acts   []action
+	mu     sync.Mutex
+	next   int
+	byConn map[string]int
+	log    []event
+}
+
+// event is an attempt as the provider's side saw it.
+type event struct {
+	act       int // index in acts
+	key, body string
+	refused   bool
 }
 
 func newStage(t *testing.T, acts []action) *stage {
@@ -233,9 +239,7 @@ func newStage(t *testing.T, acts []action) *stage {
 		body, _ := io.ReadAll(r.Body)
 		st.mu.Lock()
 		i := st.byConn[r.RemoteAddr]
-		st.keys = append(st.keys, r.Header.Get("Idempotency-Key"))
-		st.bodies = append(st.bodies, string(body))
-		st.authors = append(st.authors, r.Header.Get("Authorization"))
+		st.log = append(st.log, event{act: i, key: r.Header.Get("Idempotency-Key"), body: string(body)})
 		st.mu.Unlock()
 		a := st.acts[i]
 		switch {
@@ -259,15 +263,12 @@ func (st *stage) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	st.mu.Lock()
 	i := st.next % len(st.acts)
 	st.next++
-	st.met = append(st.met, i)
+	if st.acts[i].refuse {
+		st.log = append(st.log, event{act: i, refused: true})
+	}
 	st.mu.Unlock()
 	d := net.Dialer{}
 	if st.acts[i].refuse {
-		st.mu.Lock()
-		st.keys = append(st.keys, "")
-		st.bodies = append(st.bodies, "")
-		st.authors = append(st.authors, "")
-		st.mu.Unlock()
 		return d.DialContext(ctx, network, st.closed)
 	}
 	conn, err := d.DialContext(ctx, network, addr)
@@ -290,10 +291,8 @@ func checkSequence(t *testing.T, c *choices) {
 	base := &http.Transport{DialContext: st.dial, DisableKeepAlives: true}
 	defer base.CloseIdleConnections()
 	p.AttemptTimeout = 40 * time.Millisecond
-	var seen []string
-	p.OnAttempt = func(a Attempt) {
-		seen = append(seen, fmt.Sprintf("%d:%v/%d retry=%v reason=%v", a.Number, a.Class, a.StatusCode, a.Retry, a.Reason))
-	}
+	var attempts []Attempt
+	p.OnAttempt = func(a Attempt) { attempts = append(attempts, a) }
 	tr, clk := newTestTransport(t, base, p)
 
 	body := `{"reference":"r1","amount":1000}`
@@ -314,75 +313,82 @@ func checkSequence(t *testing.T, c *choices) {
 
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	where := fmt.Sprintf("policy %s %s, caller key %v, actions met %v, attempts %v, error %v: ",
-		p.Name, method, callerKey, describe(acts, st.met), seen, err)
-	require.LessOrEqual(t, len(st.met), tr.p.MaxAttempts, where+"at most MaxAttempts")
+	var seen []string
+	for _, a := range attempts {
+		seen = append(seen, fmt.Sprintf("%d:%v/%d retry=%v reason=%v", a.Number, a.Class, a.StatusCode, a.Retry, a.Reason))
+	}
+	where := fmt.Sprintf("policy %s %s, caller key %v, provider saw %v, attempts %v, error %v: ",
+		p.Name, method, callerKey, describe(acts, st.log), seen, err)
+	require.LessOrEqual(t, len(attempts), tr.p.MaxAttempts, where+"at most MaxAttempts")
+	require.LessOrEqual(t, len(st.log), len(attempts), where+"every request is an attempt")
 	require.Equal(t, before, req.Header, where+"the caller's request is never modified")
 	require.Equal(t, st.srv.URL+"/v1/payments/sale", req.URL.String(), where)
 
 	write := method != http.MethodGet
-	keyField := tr.p.IdempotencyField != ""
-	key := func(i int) string {
-		if keyField {
+	field := tr.p.IdempotencyField
+	key := func(e event) string {
+		if field != "" {
 			var v map[string]any
-			json.Unmarshal([]byte(st.bodies[i]), &v)
-			return fmt.Sprint(v[tr.p.IdempotencyField])
+			json.Unmarshal([]byte(e.body), &v)
+			if k, ok := v[field]; ok {
+				return fmt.Sprint(k)
+			}
+			return ""
 		}
-		return st.keys[i]
+		return e.key
 	}
 	keyed := callerKey
-	for i, ai := range st.met {
-		if !acts[ai].refuse {
-			keyed = keyed || write && key(i) != "" && key(i) != "<nil>"
+	for _, e := range st.log {
+		if !e.refused {
+			keyed = keyed || write && key(e) != ""
 			break
 		}
 	}
-	unknown, pinned, sentBody := false, -1, ""
-	for i, ai := range st.met {
-		a := acts[ai]
-		if !a.refuse {
-			b := st.bodies[i]
-			if keyField {
-				b = stripField(b, tr.p.IdempotencyField)
+	unknown, pinned, sentBody := false, "", ""
+	for i, e := range st.log {
+		a := acts[e.act]
+		if !e.refused {
+			b := e.body
+			if field != "" {
+				b = stripField(b, field)
 			}
 			if sentBody != "" {
 				require.Equal(t, sentBody, b, where+"every attempt sends the same body")
 			}
 			sentBody = b
+			if pinned != "" {
+				require.Equal(t, pinned, key(e), where+"never a new key after an unknown outcome")
+			}
 		}
-		if pinned >= 0 && !a.refuse {
-			require.Equal(t, key(pinned), key(i), where+"never a new key after an unknown outcome")
-		}
-		if i+1 < len(st.met) {
-			require.False(t, write && !keyed && !a.refuse && a.status != 401,
+		if i+1 < len(st.log) {
+			require.False(t, write && !keyed && !e.refused && a.status != 401,
 				where+"a write without a key is sent again only when it did not execute")
 			require.False(t, isCompliance(decodeError([]byte(a.body))), where+"never a retry after a compliance review")
 		}
-		if write && !a.refuse && leavesUnknownOnTheWire(tr, a, keyed) {
+		if write && !e.refused && leavesUnknownOnTheWire(tr, a, keyed) {
 			unknown = true
-			if pinned < 0 {
-				pinned = i
+			if pinned == "" {
+				pinned = key(e)
 			}
 		}
 	}
 	if write && unknown {
-		last := acts[st.met[len(st.met)-1]]
 		if err != nil {
 			var e *Error
 			require.ErrorAs(t, err, &e, where)
 			require.True(t, e.OutcomeUnknown, where+"reported unknown")
-		} else if last.status < 200 || last.status > 299 {
+		} else if !success(resp.StatusCode) {
 			var e *Error
 			require.ErrorAs(t, CheckResponse(resp), &e, where)
 			require.True(t, e.OutcomeUnknown, where+"reported unknown")
 		}
 	}
-	if err == nil && len(st.met) > 0 {
-		require.Equal(t, acts[st.met[len(st.met)-1]].status, resp.StatusCode, where+"the final attempt's answer is returned")
+	if err == nil {
+		require.NotEmpty(t, attempts, where)
+		require.Equal(t, attempts[len(attempts)-1].StatusCode, resp.StatusCode, where+"the final attempt's answer is returned")
 	}
 	var waited time.Duration
 	for _, w := range clk.Waits() {
-		require.LessOrEqual(t, w, tr.p.MaxElapsedTime, where)
 		waited += w
 	}
 	require.LessOrEqual(t, waited, tr.p.MaxElapsedTime, where+"waits within MaxElapsedTime")
@@ -410,10 +416,10 @@ func leavesUnknownOnTheWire(tr *Transport, a action, keyed bool) bool {
 	return false
 }
 
-func describe(acts []action, met []int) []string {
+func describe(acts []action, log []event) []string {
 	var out []string
-	for _, i := range met {
-		out = append(out, acts[i].String())
+	for _, e := range log {
+		out = append(out, acts[e.act].String())
 	}
 	return out
 }

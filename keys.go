@@ -48,29 +48,40 @@ type keys struct {
 	key    string      // carried by the attempts; "" if none
 	header http.Header // the attempts' header, when it differs from the caller's; nil otherwise
 	name   string      // the header key that carries key, when it is a header
+	// The chain that new keys follow (see Policy.derivedKey): from the
+	// operation id, or from the caller's own key; random when both are "".
+	kind, base string
+	n          int // the chain index of key
 }
 
 // chooseKeys chooses the call's key, once, before the first attempt, and its
-// correlation id: a key or id the caller set is kept. The key goes in the
-// policy's header, or in its JSON body field when the body is in memory.
-func (t *Transport) chooseKeys(req *http.Request, b *body) keys {
+// correlation id: a key or id the caller set is kept; with an operation id
+// (op), they derive from it. The key goes in the policy's header, or in its
+// JSON body field when the body is in memory.
+func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	p := &t.p
-	var k keys
+	k := keys{kind: "operation", base: op}
+	fresh := func() string {
+		if op != "" {
+			return p.derivedKey(k.kind, op, 0)
+		}
+		return newKey()
+	}
 	wants := slices.Contains(p.KeyMethods, req.Method)
 	var add []string // header name, value pairs
 	switch {
 	case p.IdempotencyHeader != "":
 		if v, name := lookup(req.Header, p.IdempotencyHeader); v != "" {
-			k.key, k.name = v, name
+			k.key, k.name, k.kind, k.base = v, name, "key", v
 		} else if wants {
-			k.key, k.name = newKey(), p.IdempotencyHeader
+			k.key, k.name = fresh(), p.IdempotencyHeader
 			add = append(add, k.name, k.key)
 		}
 	case p.IdempotencyField != "" && b.inMemory && jsonObject(b.buf):
 		if v, ok := jsonField(b.buf, p.IdempotencyField); ok {
-			k.key = v
+			k.key, k.kind, k.base = v, "key", v
 		} else if wants {
-			k.key = newKey()
+			k.key = fresh()
 			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key)
 		}
 	case p.IdempotencyField == "" && !safeMethod(req.Method):
@@ -86,7 +97,13 @@ func (t *Transport) chooseKeys(req *http.Request, b *body) keys {
 	}
 	if h := p.CorrelationHeader; h != "" {
 		if v, _ := lookup(req.Header, h); v == "" {
-			add = append(add, h, newKey())
+			id := newKey()
+			if op != "" {
+				// Verto API, Errors and Retries: "Generate a Vfx-Correlation-Id
+				// for each logical operation": one per operation, across calls.
+				id = p.derivedKey("correlation", op, 0)
+			}
+			add = append(add, h, id)
 		}
 	}
 	if len(add) > 0 {
@@ -102,9 +119,15 @@ func (t *Transport) chooseKeys(req *http.Request, b *body) keys {
 }
 
 // rekey gives the next attempts a new key, after a definitive failure that
-// the provider stores under the key (ORZCash).
+// the provider stores under the key (ORZCash): the next of the chain, so
+// that a process resuming the operation walks the same keys.
 func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
-	k.key = newKey()
+	k.n++
+	if k.base != "" {
+		k.key = t.p.derivedKey(k.kind, k.base, k.n)
+	} else {
+		k.key = newKey()
+	}
 	if f := t.p.IdempotencyField; f != "" {
 		b.buf = withJSONField(b.buf, f, k.key)
 		return

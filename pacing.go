@@ -96,9 +96,10 @@ func (c *call) throttle() error {
 		c.held = src
 		now = t.now()
 	}
-	// A retry is paid when it goes, unless it waited for an outage probe:
-	// then it adds no load.
-	c.paid = c.st.attempts > 0 && !outage && t.budget != nil
+	// A retry is paid when it goes, unless it waited for an outage probe or
+	// walks past a replayed answer: then it adds no load.
+	c.paid = c.sends > 0 && !outage && !c.free && t.budget != nil
+	c.free = false
 	if c.paid {
 		t.budget.charge()
 	}

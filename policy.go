@@ -21,6 +21,11 @@ import (
 type Policy struct {
 	// Name is the provider's name, shown in errors and logs.
 	Name string
+	// Account names the merchant account (or API key) the policy is used
+	// with, when a service has several at one provider: keys derived from
+	// an operation id (see WithOperation) are namespaced by Name and
+	// Account, so that two accounts never share a key. "" is one account.
+	Account string
 
 	// MaxAttempts is the number of attempts in total, the first included.
 	// 0 means 4; 1 means no retries.

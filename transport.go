@@ -100,11 +100,13 @@ type call struct {
 	t      *Transport
 	req    *http.Request   // the caller's; never modified
 	ctx    context.Context // the caller's, traced for a write
+	op     string          // the operation id, "" if none
 	start  time.Time
 	st     state
 	body   body
 	k      keys
 	rewind bool   // the base may get a GetBody (not for a write without a key)
+	sends  int    // attempts sent; st.attempts does not count replays
 	rekey  bool   // the next attempt carries a new key
 	sent   string // the key of the last attempt sent
 	wire   *wire  // what the wire saw; writes only
@@ -112,6 +114,7 @@ type call struct {
 	scope  string
 	limits []Limit // client-side limits that apply
 	paid   bool    // the attempt under way is a retry paid from the budget
+	free   bool    // the next attempt walks past a replayed answer: it costs no budget
 	hold   time.Duration
 	held   WaitSource // why the attempt under way was held
 }
@@ -142,12 +145,20 @@ func (c *call) begin(t *Transport, req *http.Request) error {
 	}
 	c.start = t.now()
 	p := &t.p
+	op, hasOp := operation(c.ctx)
+	if hasOp && op == "" {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return c.fail(ClassOther, ErrEmptyOperation)
+	}
+	c.op = op
 	var err error
 	keyInBody := p.IdempotencyField != "" && c.st.write && slices.Contains(p.KeyMethods, req.Method)
 	if c.body, err = newBody(req, p.MaxBufferedBody, keyInBody); err != nil {
 		return c.fail(ClassOther, err)
 	}
-	c.k = t.chooseKeys(req, &c.body)
+	c.k = t.chooseKeys(req, &c.body, op)
 	c.sent = c.k.key
 	c.st.keyed, c.st.replayable = c.k.key != "", c.body.replayable
 	c.rewind = !c.st.write || c.st.keyed
@@ -163,7 +174,7 @@ func (c *call) begin(t *Transport, req *http.Request) error {
 // discarded once the attempt is certain to go.
 func (c *call) send(last *try) (*try, error) {
 	t := c.t
-	a := &try{n: c.st.attempts + 1, start: t.now()}
+	a := &try{n: c.sends + 1, start: t.now()}
 	if c.rekey {
 		t.rekey(c.req, &c.k, &c.body)
 		c.rekey = false
@@ -188,7 +199,8 @@ func (c *call) send(last *try) (*try, error) {
 		}
 	}
 	last.discard()
-	c.st.attempts, a.key, c.sent = a.n, c.k.key, c.k.key
+	c.sends, a.key, c.sent = a.n, c.k.key, c.k.key
+	c.st.attempts++
 	if a.n == 1 {
 		t.budget.earn()
 	}
@@ -293,6 +305,11 @@ func (c *call) next(a *try, d decision) *try {
 	if d.source == WaitBackoff {
 		c.st.backoffs++
 	}
+	if d.history {
+		c.st.attempts--
+		c.st.replays++
+		c.free = true
+	}
 	c.rekey = d.newKey
 	return a.answered()
 }
@@ -316,7 +333,7 @@ func (c *call) stop(last *try, err error) (*http.Response, error) {
 	if last != nil {
 		return c.respond(last), nil
 	}
-	if c.st.attempts == 0 {
+	if c.sends == 0 {
 		c.body.close()
 	}
 	var e *Error
@@ -342,8 +359,8 @@ func (c *call) respond(a *try) *http.Response {
 	switch {
 	case resp.Request == nil:
 	case a.o.class != ClassSuccess:
-		info := &callOutcome{provider: c.t.p.Name, class: a.o.class, attempts: c.st.attempts, key: a.key,
-			unknown: c.st.write && c.st.unknown}
+		info := &callOutcome{provider: c.t.p.Name, class: a.o.class, attempts: c.sends, key: a.key,
+			operation: c.op, unknown: c.st.write && c.st.unknown}
 		resp.Request = resp.Request.WithContext(context.WithValue(c.req.Context(), outcomeKey{}, info))
 	case resp.Request.Context() != c.req.Context():
 		resp.Request = resp.Request.WithContext(c.req.Context())
@@ -356,8 +373,9 @@ func (c *call) fail(class Class, err error) *Error {
 	return &Error{
 		Provider:       c.t.p.Name,
 		Class:          class,
-		Attempts:       c.st.attempts,
+		Attempts:       c.sends,
 		IdempotencyKey: c.sent,
+		Operation:      c.op,
 		OutcomeUnknown: c.st.write && c.st.unknown,
 		Err:            err,
 	}

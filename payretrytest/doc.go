@@ -73,7 +73,9 @@
 // A request first passes the provider's edge, in this order: rate limit
 // (429), outage (503), credential (401), Verto's Vfx-Correlation-Id (400).
 // The edge comes before the idempotency store: its answers are never stored,
-// not even by ORZCash.
+// except by ORZCash, whose document stores the response to every request with
+// an Idempotency-Key: its edge answers to a payment are stored under the key,
+// and a stored key is answered before the edge.
 //
 // # Faults
 //

@@ -58,6 +58,31 @@ func (s *Server) claim(key, fingerprint string) (keyState, response, string) {
 	return keyReplay, e.resp.clone(), ""
 }
 
+// storedFor returns the response stored for key, if it has one that
+// answers a request with this payload fingerprint.
+func (s *Server) storedFor(key, fingerprint string) (response, bool) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.keys[key]
+	if e == nil || !e.done || e.fingerprint != fingerprint || !now.Before(e.storedAt.Add(keyTTL)) {
+		return response{}, false
+	}
+	s.stats.Replays++
+	return e.resp.clone(), true
+}
+
+// keep stores resp for key, unless the key is already known.
+func (s *Server) keep(key, fingerprint string, resp response) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.keys[key]; e != nil && (!e.done || now.Before(e.storedAt.Add(keyTTL))) {
+		return
+	}
+	s.keys[key] = &keyEntry{fingerprint: fingerprint, done: true, resp: resp, storedAt: now}
+}
+
 // release ends the in-flight state of a key claimed as keyNew: it stores resp
 // when the provider keeps answers with its status, else forgets the key so
 // that a retry with it is handled afresh.

@@ -117,3 +117,38 @@ func TestORZCashKeys(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, missing.status)
 	assert.Equal(t, "NOT_FOUND", missing.str("code"))
 }
+
+// ORZCash Access API, 4.3 Idempotency: "For any request with the
+// Idempotency-Key header, we will store the response and re-send it": the
+// edge's answers too. A key answered 503 in an outage or 429 at the rate
+// limit keeps that answer after the outage or the window; another key goes
+// through.
+func TestORZCashStoresItsEdgeAnswers(t *testing.T) {
+	clk := newClock()
+	s := payretrytest.NewServer(payretrytest.ORZCash, payretrytest.Options{
+		Clock:     clk.Now,
+		RateLimit: 1,
+		Plan:      payretrytest.FaultPlan{Outages: []payretrytest.Window{{Start: 0, End: time.Second}}},
+	})
+	defer s.Close()
+	k1 := headers{"Idempotency-Key": newUUID(t)}
+	first := must(t, s, http.MethodPost, s.PaymentURL(), pay("ref-1"), k1)
+	require.Equal(t, http.StatusServiceUnavailable, first.status)
+
+	clk.Add(2 * time.Second) // the outage is over
+	again := must(t, s, http.MethodPost, s.PaymentURL(), pay("ref-1"), k1)
+	assert.Equal(t, http.StatusServiceUnavailable, again.status, "the stored 503 is replayed")
+	assert.Empty(t, s.Ledger())
+
+	k2 := headers{"Idempotency-Key": newUUID(t)}
+	ok := must(t, s, http.MethodPost, s.PaymentURL(), pay("ref-1"), k2)
+	assert.Equal(t, http.StatusCreated, ok.status)
+	k3 := headers{"Idempotency-Key": newUUID(t)}
+	limited := must(t, s, http.MethodPost, s.PaymentURL(), pay("ref-2"), k3)
+	require.Equal(t, http.StatusTooManyRequests, limited.status, "one request per second")
+	clk.Add(2 * time.Second)
+	assert.Equal(t, http.StatusTooManyRequests, must(t, s, http.MethodPost, s.PaymentURL(), pay("ref-2"), k3).status,
+		"the stored 429 is replayed")
+	assert.Equal(t, 1, s.Executions("ref-1"))
+	assert.Zero(t, s.Executions("ref-2"))
+}

@@ -139,6 +139,12 @@ type exchange struct {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	ex := s.open(r)
 	defer s.finish(ex)
+	if s.edgeStores(ex) {
+		if stored, ok := s.storedFor(ex.key, ex.pay.fingerprint()); ok {
+			s.send(w, ex, s.replay(stored))
+			return
+		}
+	}
 
 	if s.p == Verto {
 		// seed 002_3e18af4f20d976a0.txt: "Vfx-Api-Call-Id (Response): Verto's internal ID for this
@@ -154,7 +160,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if !q.ok {
 			resp := s.p.errorResponse(http.StatusTooManyRequests, codeRateLimited, msgRateLimited)
 			resp.header.Set("Retry-After", q.retryAfter(now))
-			s.send(w, ex, resp)
+			s.edge(w, ex, resp)
 			return
 		}
 	}
@@ -162,11 +168,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.noteFault(ex, FaultOutage)
 		resp := s.p.errorResponse(http.StatusServiceUnavailable, codeUnavailable, "Service temporarily unavailable")
 		resp.header.Set("Retry-After", "1")
-		s.send(w, ex, resp)
+		s.edge(w, ex, resp)
 		return
 	}
 	if !s.authorized(r) {
-		s.send(w, ex, s.unauthorized())
+		s.edge(w, ex, s.unauthorized())
 		return
 	}
 	// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id (Request): Mandatory."
@@ -175,6 +181,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.route(w, ex)
+}
+
+// edgeStores reports whether the provider stores its edge's answer to ex
+// under ex's key. ORZCash Access API, 4.3 Idempotency: "For any request with
+// the Idempotency-Key header, we will store the response and re-send it for
+// every request for the same idempotency key for 24H": every response, the
+// edge's (429, 503, 401) included, and a stored key is answered before the
+// edge. The other providers' edges come before their idempotency stores.
+func (s *Server) edgeStores(ex *exchange) bool {
+	return s.p == ORZCash && ex.payment && isUUID(ex.key)
+}
+
+// edge answers a request at the provider's edge, storing the answer under
+// the request's key where the provider does.
+func (s *Server) edge(w http.ResponseWriter, ex *exchange, resp response) {
+	if s.edgeStores(ex) {
+		s.keep(ex.key, ex.pay.fingerprint(), resp)
+	}
+	s.send(w, ex, resp)
 }
 
 // route dispatches a request that passed the edge.

@@ -1,0 +1,60 @@
+package payretry
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/google/uuid"
+)
+
+// WithOperation returns a copy of ctx that names the payment a request
+// belongs to: id is the caller's stable id for one business operation, such
+// as "order-8812/charge", the same across calls, replicas and restarts.
+//
+//	req = req.WithContext(payretry.WithOperation(ctx, "order-8812/charge"))
+//
+// A Transport then derives the request's idempotency key (and Verto's
+// Vfx-Correlation-Id) from id instead of drawing a random one: the first key
+// of an operation is always the same, and where a provider demands a new key
+// after a stored failure (ORZCash) the next ones follow a fixed sequence. A
+// process that dies mid-payment and a restarted one (or a second replica,
+// or a user's second click) that sends the payment again with the same id
+// reach the provider with the same keys, in the same order, and the provider
+// answers the keys it has seen from its store instead of executing again.
+// Keys are namespaced by the policy's Name and Account, so that two
+// providers or two merchant accounts never share one. A key the caller sets
+// on the request itself still wins.
+//
+// An empty id is an error at the call ([ErrEmptyOperation]), never a
+// silent random key.
+func WithOperation(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, operationKey{}, id)
+}
+
+type operationKey struct{}
+
+// operation returns the operation id in ctx, and whether there is one.
+func operation(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(operationKey{}).(string)
+	return id, ok
+}
+
+// keySpace is the name space of derived keys (RFC 9562 §5.5).
+var keySpace = uuid.MustParse("11e55433-6391-490f-86d1-4df2bc08def4")
+
+// derivedKey returns the nth key (0 for the first) of the chain that base
+// (an operation id, or a caller's own key) starts for policy p: a version-5
+// UUID of the provider's name, the account, the kind of value and base.
+//
+// A derived key is no weaker than a random one for this use. An idempotency
+// key is not a secret (it travels beside the credentials that make it
+// usable, and a provider scopes it to the account); it only has to be
+// unique per payment within the provider's retention window. Version-5
+// UUIDs of distinct inputs differ with the odds of 122 random bits, so they
+// are unique exactly as long as operation ids are unique per account, which
+// is what the caller's own ledger relies on already; and a key that repeats
+// for the same operation is the point.
+func (p *Policy) derivedKey(kind, base string, n int) string {
+	name := p.Name + "\x00" + p.Account + "\x00" + kind + "\x00" + base + "\x00" + strconv.Itoa(n)
+	return uuid.NewSHA1(keySpace, []byte(name)).String()
+}
