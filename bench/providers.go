@@ -76,13 +76,14 @@ type RateLimitProvider struct {
 
 	requests  atomic.Int64
 	throttled atomic.Int64
+	timeline  *timeline
 }
 
 // NewRateLimitProvider returns a provider allowing limit requests per
 // second per API key.
 func NewRateLimitProvider(limit int) *RateLimitProvider {
 	return &RateLimitProvider{Limit: limit, window: map[string]int64{}, used: map[string]int{},
-		perWin: map[int64]int{}}
+		perWin: map[int64]int{}, timeline: newTimeline(SeriesBucket)}
 }
 
 // ServeHTTP implements http.Handler.
@@ -105,6 +106,7 @@ func (p *RateLimitProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 
+	p.timeline.add(now, !ok)
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(p.Limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, p.Limit-n)))
@@ -124,6 +126,12 @@ func (p *RateLimitProvider) Requests() int64 { return p.requests.Load() }
 
 // Throttled is the number of 429s sent.
 func (p *RateLimitProvider) Throttled() int64 { return p.throttled.Load() }
+
+// Begin sets the instant the run starts, bucket 0 of Series.
+func (p *RateLimitProvider) Begin(start time.Time) { p.timeline.begin(start) }
+
+// Series returns the requests and 429s per SeriesBucket since Begin.
+func (p *RateLimitProvider) Series() *Series { return p.timeline.series() }
 
 // MaxPerWindow is the most requests answered 200 in any one window.
 func (p *RateLimitProvider) MaxPerWindow() int {
@@ -145,11 +153,14 @@ type OutageProvider struct {
 	requests       atomic.Int64
 	outageRequests atomic.Int64
 	firstSuccess   atomic.Int64 // unix nanoseconds of the first 200 after the outage; 0 = none yet
+	timeline       *timeline
 }
 
 // NewOutageProvider returns a provider that is down for outage from start.
 func NewOutageProvider(start time.Time, outage time.Duration) *OutageProvider {
-	return &OutageProvider{start: start, outage: outage}
+	tl := newTimeline(SeriesBucket)
+	tl.begin(start)
+	return &OutageProvider{start: start, outage: outage, timeline: tl}
 }
 
 // ServeHTTP implements http.Handler.
@@ -157,6 +168,7 @@ func (p *OutageProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	p.requests.Add(1)
 	now := time.Now()
+	p.timeline.add(now, false)
 	if now.Before(p.start.Add(p.outage)) {
 		if !now.Before(p.start) {
 			p.outageRequests.Add(1)
@@ -171,6 +183,9 @@ func (p *OutageProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Requests is the number of requests received.
 func (p *OutageProvider) Requests() int64 { return p.requests.Load() }
+
+// Series returns the requests per SeriesBucket since the start.
+func (p *OutageProvider) Series() *Series { return p.timeline.series() }
 
 // OutageRequests is the number of requests received during the outage.
 func (p *OutageProvider) OutageRequests() int64 { return p.outageRequests.Load() }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -19,6 +20,7 @@ type Column struct {
 type Table struct {
 	Scenario string
 	Title    string
+	Variant  string   // header of the variant column; "" for "variant"
 	Note     string   // one line under the title
 	Columns  []Column // after the client (and variant) columns
 	Ratios   []string // metrics whose payretry ÷ peer ratio is printed
@@ -84,7 +86,7 @@ func WriteMarkdown(w io.Writer, t Table, medians []Row) {
 	}
 	head := []string{"client"}
 	if hasVariant {
-		head = append(head, "variant")
+		head = append(head, cmp.Or(t.Variant, "variant"))
 	}
 	for _, c := range t.Columns {
 		head = append(head, c.Header)
@@ -129,7 +131,7 @@ func writeRatios(w io.Writer, t Table, medians []Row, hasVariant bool) {
 	}
 	head := []string{"payretry ÷ peer"}
 	if hasVariant {
-		head = append(head, "variant")
+		head = append(head, cmp.Or(t.Variant, "variant"))
 	}
 	for _, k := range t.Ratios {
 		head = append(head, header[k])
@@ -189,7 +191,7 @@ func writeRow(w io.Writer, cells []string) {
 	fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 }
 
-// Tables are the published tables of scenarios 2 to 4.
+// Tables are the published tables of scenarios 2 to 5.
 var Tables = map[string]Table{
 	"goodput": {
 		Scenario: "goodput",
@@ -240,4 +242,81 @@ var Tables = map[string]Table{
 		},
 		Ratios: []string{"duplicates", "failed", "attempts_per_payment"},
 	},
+	"mildfaults": {
+		Scenario: "mildfaults",
+		Title:    "Mild faults behind a gateway",
+		Variant:  "provider",
+		Note: "13 payments/s for 15 s (195), 16 workers, 4 s deadline each, each with the caller's Idempotency-Key, " +
+			"through a reverse proxy with a 300 ms upstream read time-out (504/502 with nginx's HTML page) to the " +
+			"ORZCash or SmartRetry simulator. Seeded faults: 4 % executed then answered after 1 s (the gateway " +
+			"answers 504), 4 % 150 ms slow before handling, 3 % 500 or 503 with Retry-After: 1, 1 % 429 with " +
+			"Retry-After: 1; +100 ms on every payment from 3 s to 5 s; a quarter of the connections dropped from " +
+			"9 s to 10.5 s (502). Latency per payment from the call's start, failures included.",
+		Columns: []Column{
+			{"p50_ms", "median (ms)", "%.1f"},
+			{"p90_ms", "p90 (ms)", "%.0f"},
+			{"p99_ms", "p99 (ms)", "%.0f"},
+			{"attempts_per_payment", "attempts/payment", "%.2f"},
+			{"failed", "failed", "%.0f"},
+			{"duplicates", "executed twice+", "%.0f"},
+			{"failed_but_charged", "failed but charged", "%.0f"},
+			{"wait_max_ms", "longest wait for a worker (ms)", "%.0f"},
+		},
+		Ratios: []string{"p50_ms", "p99_ms", "attempts_per_payment"},
+	},
+}
+
+// WriteMildTargets prints, for every payretry row of the mild-faults
+// medians, issue 14's targets: a median at most 2× the bare client's plus
+// 5 ms, a p99 no worse than the best retrying peer's (retryablehttp,
+// failsafe), and no payment executed twice.
+func WriteMildTargets(w io.Writer, medians []Row) {
+	type key struct{ client, variant string }
+	by := map[key]map[string]float64{}
+	for _, r := range medians {
+		by[key{r.Client, r.Variant}] = r.Metrics
+	}
+	var lines [][]string
+	for _, r := range medians {
+		if !strings.HasPrefix(r.Client, Payretry) {
+			continue
+		}
+		m := r.Metrics
+		cells := []string{r.Client, r.Variant}
+		if bare, ok := by[key{Bare, r.Variant}]; ok {
+			limit := 2*bare["p50_ms"] + 5
+			cells = append(cells, fmt.Sprintf("%.1f ≤ %.1f: %s", m["p50_ms"], limit, met(m["p50_ms"] <= limit)))
+		} else {
+			cells = append(cells, "—")
+		}
+		best, peer := math.Inf(1), ""
+		for _, q := range []string{Retryablehttp, Failsafe} {
+			if pm, ok := by[key{q, r.Variant}]; ok && pm["p99_ms"] < best {
+				best, peer = pm["p99_ms"], q
+			}
+		}
+		if peer != "" {
+			cells = append(cells, fmt.Sprintf("%.0f ≤ %.0f (%s): %s", m["p99_ms"], best, peer, met(m["p99_ms"] <= best)))
+		} else {
+			cells = append(cells, "—")
+		}
+		cells = append(cells, fmt.Sprintf("%.0f: %s", m["duplicates"], met(m["duplicates"] == 0)))
+		lines = append(lines, cells)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	writeRow(w, []string{"target", "provider", "median ≤ 2 × bare's + 5 ms", "p99 ≤ best peer's", "executed twice = 0"})
+	writeRow(w, []string{"---", "---", "---", "---", "---"})
+	for _, l := range lines {
+		writeRow(w, l)
+	}
+	fmt.Fprintln(w)
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
 }

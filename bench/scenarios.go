@@ -19,6 +19,9 @@ type Row struct {
 	Client   string             `json:"client"`
 	Variant  string             `json:"variant,omitempty"`
 	Metrics  map[string]float64 `json:"metrics"`
+	// Series is what the provider received over time, for the charts of
+	// the goodput and outage scenarios; not in the JSON.
+	Series *Series `json:"-"`
 }
 
 // pay sends one payment through c and reports whether it was answered 200.
@@ -95,6 +98,7 @@ func RunGoodput(ctx context.Context, cfg GoodputConfig, client string) (Row, err
 		}
 	}
 	start := time.Now()
+	p.Begin(start)
 	jobs := make(chan int)
 	var ok atomic.Int64
 	var wg sync.WaitGroup
@@ -128,7 +132,7 @@ func RunGoodput(ctx context.Context, cfg GoodputConfig, client string) (Row, err
 		"throttled_pct":        100 * thr / max(req, 1),
 		"attempts_per_payment": req / float64(cfg.Payments),
 		"max_per_window":       float64(p.MaxPerWindow()),
-	}}, nil
+	}, Series: p.Series()}, nil
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {
@@ -224,7 +228,7 @@ func RunOutage(ctx context.Context, cfg OutageConfig, client string) (Row, error
 	if d, found := p.RecoveryToFirstSuccess(); found {
 		m["recovery_ms"] = float64(d) / float64(time.Millisecond)
 	}
-	return Row{Scenario: "outage", Client: client, Metrics: m}, nil
+	return Row{Scenario: "outage", Client: client, Metrics: m, Series: p.Series()}, nil
 }
 
 // DuplicatesConfig is scenario 4: a ledger that executes each request and
