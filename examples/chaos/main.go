@@ -17,6 +17,15 @@
 // (the draws depend on the seed, the reference and the attempt number only),
 // so the two clients meet the same weather.
 //
+// Midway (-restart, 1.5 s into the run) every client's process is killed: the
+// contexts of its payments in flight are cancelled and its transport is
+// dropped. 200 ms later a new one starts and sends the interrupted payments
+// again. payretry resumes each by its operation id (payretry.WithOperation),
+// so the provider answers the keys it has seen from its store; the
+// "restart-fresh" client is payretry without operation ids, whose restart
+// sends them again with fresh keys, as a service that keeps no operation id
+// would.
+//
 // The exit status is 1 when payretry executed a payment twice or lost one.
 package main
 
@@ -70,6 +79,14 @@ const (
 	naiveAttempts  = 4
 	naiveSleep     = 50 * time.Millisecond
 	outageStart    = 2 * time.Second
+	restartGap     = 200 * time.Millisecond // between the kill and the new process
+)
+
+// The clients, in the order of the table.
+const (
+	withOps      = "payretry"      // payretry, each payment with its operation id
+	restartFresh = "restart-fresh" // payretry without operation ids
+	naive        = "naive"
 )
 
 type config struct {
@@ -79,6 +96,7 @@ type config struct {
 	seed     int64
 	plan     payretrytest.FaultPlan
 	only     string
+	restart  time.Duration // when the processes are killed and restarted; 0 for never
 }
 
 func main() {
@@ -115,6 +133,8 @@ func parseFlags() (config, error) {
 	fs.DurationVar(&outage, "outage", time.Second, "length of an outage (every request 503) starting "+
 		outageStart.String()+" into the run; 0 for none")
 	fs.StringVar(&cfg.only, "provider", "all", "all, orzcash, verto, keystone or smartretry")
+	fs.DurationVar(&cfg.restart, "restart", 1500*time.Millisecond, "when every client's process is killed mid-run and restarted,\n"+
+		"resending the payments it had in flight; 0 for no restart")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./examples/chaos [flags]\n\n"+
 			"Sends payments through payretry and through a naive retry loop (fresh idempotency key on\n"+
@@ -184,15 +204,26 @@ type result struct {
 // lane is one client sending payments to its own simulator.
 type lane struct {
 	p       provider
-	client  string // "payretry" or "naive"
+	client  string // withOps, restartFresh or naive
 	srv     *payretrytest.Server
-	http    *http.Client
-	send    func(ctx context.Context, l *lane, ref string, amount int) result
+	proc    atomic.Pointer[process] // the client's current life
+	start   func() *process         // starts a new one
+	send    func(ctx context.Context, l *lane, c *http.Client, ref string, amount int) result
 	refs    []string
 	results []result
+	resumed []bool // interrupted by the restart and sent again
 	done    atomic.Int64
 	wall    time.Duration      // from the start until its last payment ended
 	stats   payretrytest.Stats // after the run, before reconciliation
+}
+
+// process is one life of a client: the contexts of its payments derive from
+// ctx, and killing it cancels them all and drops its transport.
+type process struct {
+	ctx      context.Context
+	kill     context.CancelFunc
+	http     *http.Client
+	replaced chan struct{} // closed once the next life has started
 }
 
 func run(cfg config) int {
@@ -228,23 +259,30 @@ func run(cfg config) int {
 	var lanes []*lane
 	defer func() {
 		for _, l := range lanes {
-			l.http.CloseIdleConnections()
+			l.proc.Load().http.CloseIdleConnections()
 			l.srv.Close()
 		}
 	}()
 	for _, p := range selected {
-		for _, client := range []string{"payretry", "naive"} {
-			base := &http.Transport{MaxIdleConnsPerHost: cfg.workers, IdleConnTimeout: 10 * time.Second}
-			l := &lane{p: p, client: client, results: make([]result, per)}
-			if client == "payretry" {
-				t, err := payretry.NewTransport(base, demoPolicy(p.preset()))
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "chaos:", err)
-					return 2
+		for _, client := range []string{withOps, restartFresh, naive} {
+			l := &lane{p: p, client: client, results: make([]result, per), resumed: make([]bool, per)}
+			l.start = func() *process {
+				base := &http.Transport{MaxIdleConnsPerHost: cfg.workers, IdleConnTimeout: 10 * time.Second}
+				pr := &process{http: &http.Client{Transport: base, Timeout: attemptTimeout}, replaced: make(chan struct{})}
+				if client != naive {
+					t, err := payretry.NewTransport(base, demoPolicy(p.preset()))
+					if err != nil {
+						panic(err) // the presets are valid
+					}
+					pr.http = &http.Client{Transport: t}
 				}
-				l.http, l.send = &http.Client{Transport: t}, sendPayretry
-			} else {
-				l.http, l.send = &http.Client{Transport: base, Timeout: attemptTimeout}, sendNaive
+				pr.ctx, pr.kill = context.WithCancel(context.Background())
+				return pr
+			}
+			l.proc.Store(l.start())
+			l.send = sendPayretry
+			if client == naive {
+				l.send = sendNaive
 			}
 			l.srv = payretrytest.NewServer(p.sim, payretrytest.Options{Plan: pl})
 			for i := range per {
@@ -255,6 +293,10 @@ func run(cfg config) int {
 	}
 	start := time.Now()
 	stop := progress(lanes, start)
+	if cfg.restart > 0 {
+		restarted := time.AfterFunc(cfg.restart, func() { restart(lanes) })
+		defer restarted.Stop()
+	}
 	var wg sync.WaitGroup
 	for _, l := range lanes {
 		next := make(chan int)
@@ -262,12 +304,22 @@ func run(cfg config) int {
 		for range cfg.workers {
 			lwg.Go(func() {
 				for i := range next {
-					ctx, cancel := context.Background(), context.CancelFunc(func() {})
-					if cfg.deadline > 0 {
-						ctx, cancel = context.WithTimeout(ctx, cfg.deadline)
+					for {
+						pr := l.proc.Load()
+						ctx, cancel := pr.ctx, context.CancelFunc(func() {})
+						if cfg.deadline > 0 {
+							ctx, cancel = context.WithTimeout(ctx, cfg.deadline)
+						}
+						res := l.send(ctx, l, pr.http, l.refs[i], 100+i%9900)
+						cancel()
+						if pr.ctx.Err() == nil {
+							l.results[i] = res
+							break
+						}
+						// Killed mid-payment: the next life sends it again.
+						l.resumed[i] = true
+						<-pr.replaced
 					}
-					l.results[i] = l.send(ctx, l, l.refs[i], 100+i%9900)
-					cancel()
 					l.done.Add(1)
 				}
 			})
@@ -291,6 +343,21 @@ func run(cfg config) int {
 	return report(lanes)
 }
 
+// restart kills every lane's process, and starts a new one restartGap later.
+func restart(lanes []*lane) {
+	old := make([]*process, len(lanes))
+	for i, l := range lanes {
+		old[i] = l.proc.Load()
+		old[i].kill()
+	}
+	time.Sleep(restartGap)
+	for i, l := range lanes {
+		old[i].http.CloseIdleConnections()
+		l.proc.Store(l.start())
+		close(old[i].replaced)
+	}
+}
+
 // paymentBody is the JSON body of a payment; key, when not empty, goes in
 // KeyStone's idempotency_key field.
 func paymentBody(ref string, amount int, key string) string {
@@ -302,15 +369,20 @@ func paymentBody(ref string, amount int, key string) string {
 
 // sendPayretry makes one payment through payretry: the transport adds the
 // key (header or body field) and the correlation id and retries by the preset.
-func sendPayretry(ctx context.Context, l *lane, ref string, amount int) result {
+// The payretry client names the payment's operation, from which the keys
+// derive; restart-fresh does not, so its keys are random for each call.
+func sendPayretry(ctx context.Context, l *lane, c *http.Client, ref string, amount int) result {
 	start := time.Now()
 	var res result
+	if l.client == withOps {
+		ctx = payretry.WithOperation(ctx, "chaos/"+ref)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.srv.PaymentURL(), strings.NewReader(paymentBody(ref, amount, "")))
 	if err != nil {
 		panic(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := l.http.Do(req)
+	resp, err := c.Do(req)
 	if err == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -332,7 +404,7 @@ func sendPayretry(ctx context.Context, l *lane, ref string, amount int) result {
 // sendNaive is the retry loop the providers' documents warn against: retry
 // any error, 5xx or 429 after a fixed short sleep, with a fresh idempotency
 // key each time, and never read Retry-After.
-func sendNaive(ctx context.Context, l *lane, ref string, amount int) result {
+func sendNaive(ctx context.Context, l *lane, c *http.Client, ref string, amount int) result {
 	start := time.Now()
 	var (
 		resp *http.Response
@@ -361,7 +433,7 @@ func sendNaive(ctx context.Context, l *lane, ref string, amount int) result {
 		if l.p.sim == payretrytest.Verto {
 			req.Header.Set("Vfx-Correlation-Id", uuid.NewString())
 		}
-		resp, err = l.http.Do(req)
+		resp, err = c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -397,7 +469,7 @@ func progress(lanes []*lane, start time.Time) func() {
 	line := func() string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%5.1fs", time.Since(start).Seconds())
-		for _, client := range []string{"payretry", "naive"} {
+		for _, client := range []string{withOps, restartFresh, naive} {
 			var done, total, dup int
 			for _, l := range lanes {
 				if l.client == client {
@@ -437,6 +509,7 @@ func progress(lanes []*lane, start time.Time) func() {
 // tally is one row of the final table.
 type tally struct {
 	payments, ok, failed, unknown, twice, lost int
+	resumed, resumedTwice                      int
 	classes                                    map[payretry.Class]int
 	unknownRefs                                []int
 	p50, p99                                   time.Duration
@@ -450,6 +523,12 @@ func count(l *lane) tally {
 		n := l.srv.Executions(l.refs[i])
 		if n > 1 {
 			t.twice++
+		}
+		if l.resumed[i] {
+			t.resumed++
+			if n > 1 {
+				t.resumedTwice++
+			}
 		}
 		switch {
 		case r.ok:
@@ -487,18 +566,18 @@ func (t tally) classList() string {
 
 func report(lanes []*lane) int {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "provider\tclient\tpayments\tsucceeded\tfailed\toutcome unknown\texecuted twice\tlost\tattempts\tfaulted\t429s\tp50\tp99\twall\t")
+	fmt.Fprintln(tw, "provider\tclient\tpayments\tsucceeded\tfailed\toutcome unknown\texecuted twice\tlost\tresumed\tof which twice\tattempts\tfaulted\t429s\tp50\tp99\twall\t")
 	tallies := make([]tally, len(lanes))
 	status := 0
 	for i, l := range lanes {
 		t := count(l)
 		tallies[i] = t
 		unknown := "-" // the naive client has no such notion: every failure is a failure
-		if l.client == "payretry" {
+		if l.client != naive {
 			unknown = fmt.Sprint(t.unknown)
-			if t.twice > 0 || t.lost > 0 {
-				status = 1
-			}
+		}
+		if l.client == withOps && (t.twice > 0 || t.lost > 0) {
+			status = 1
 		}
 		faulted := 0
 		for f, n := range l.stats.Faults {
@@ -506,8 +585,8 @@ func report(lanes []*lane) int {
 				faulted += n
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%.0f%%\t%d\t%v\t%v\t%v\t\n",
-			l.p.sim, l.client, t.payments, t.ok, t.failed, unknown, t.twice, t.lost,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%d\t%v\t%v\t%v\t\n",
+			l.p.sim, l.client, t.payments, t.ok, t.failed, unknown, t.twice, t.lost, t.resumed, t.resumedTwice,
 			l.stats.Payments, 100*float64(faulted)/float64(max(1, l.stats.Requests)), l.stats.RateLimited, round(t.p50), round(t.p99), l.wall.Round(10*time.Millisecond))
 	}
 	tw.Flush()
@@ -519,18 +598,20 @@ func report(lanes []*lane) int {
 		}
 	}
 	for i, l := range lanes {
-		if l.client == "payretry" && (tallies[i].lost > 0 || tallies[i].twice > 0) {
+		if l.client == withOps && (tallies[i].lost > 0 || tallies[i].twice > 0) {
 			explain(l)
 		}
 	}
 	fmt.Println("\noutcome unknown (payretry), reconciled through the provider's status lookup by reference:")
 	for i, l := range lanes {
-		if l.client == "payretry" && !reconcile(l, tallies[i]) {
+		if l.client == withOps && !reconcile(l, tallies[i]) {
 			status = 1
 		}
 	}
 	fmt.Println("\nexecuted twice: payments with more than one execution in the simulator's ledger.")
 	fmt.Println("lost: executed but reported as a definitive failure, or reported as a success but never executed.")
+	fmt.Println("resumed: payments in flight when the process was killed, sent again by the restarted one; payretry")
+	fmt.Println("  resumes them by operation id, restart-fresh (payretry without operation ids) and naive with fresh keys.")
 	fmt.Println("attempts, faulted, 429s: payment requests the client's simulator received, the share of requests it")
 	fmt.Println("  hit with a fault (latency not counted; replays of a stored answer are never faulted) and its 429s.")
 	if status != 0 {
@@ -593,7 +674,7 @@ func reconcile(l *lane, t tally) bool {
 func lookup(l *lane, ref string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return demo.Lookup(ctx, l.http, l.srv.StatusURL(ref), nil)
+	return demo.Lookup(ctx, l.proc.Load().http, l.srv.StatusURL(ref), nil)
 }
 
 func round(d time.Duration) time.Duration {
