@@ -75,7 +75,7 @@ type Phase struct {
 // references interleave.
 //
 // ORZCash's document promises that a 5xx is stored under its key and that a
-// retry must use a new key (seed 000_44e1dbe989a58fef.txt); it thereby promises
+// retry must use a new key (ORZCash Access API, 3.2 Responses); it thereby promises
 // that a 5xx means "not executed", since a new key after an executed payment
 // pays twice. A FailAfter on ORZCash is therefore a connection reset after the
 // execution (an unknown outcome, which a careful client retries with the same

@@ -6,9 +6,9 @@ import (
 )
 
 // keyTTL is how long a stored response answers for its key.
-// seed 001_06ccf73c19d45813.txt (ORZCash): "re-send it for every request for the same idempotency
-// key for 24H"; seed 002_3e18af4f20d976a0.txt (Verto): "Verto caches the result for 24 hours".
-// KeyStone (seed 003_61ff3aaf39fde65e.txt) and SmartRetry (seed 004_ca1457097c2eedaa.txt) name no
+// ORZCash Access API, 4.3 Idempotency: "re-send it for every request for the same idempotency
+// key for 24H"; Verto API, Errors and Retries: "Verto caches the result for 24 hours".
+// KeyStone (KeyStone API, HTTP status codes) and SmartRetry (SmartRetry docs, Rate limits) name no
 // period; they get the same 24 h.
 const keyTTL = 24 * time.Hour
 
@@ -104,7 +104,7 @@ func (s *Server) release(key string, resp response) {
 // replay adapts a stored response for a repeated request.
 func (s *Server) replay(stored response) response {
 	if s.p == KeyStone {
-		// seed 003_61ff3aaf39fde65e.txt: "Subsequent calls: returns the existing settlement (200)".
+		// KeyStone API, HTTP status codes: "Subsequent calls: returns the existing settlement (200)".
 		stored.status = http.StatusOK
 	}
 	return stored
@@ -116,7 +116,7 @@ func (s *Server) replay(stored response) response {
 // providers do so, each in its own format, rather than waiting.
 func (s *Server) conflict(paymentID string) response {
 	if s.p == SmartRetry && paymentID != "" {
-		// seed 004_ca1457097c2eedaa.txt: "a 409 Conflict with an idempotency key often means the
+		// SmartRetry docs, Rate limits: "a 409 Conflict with an idempotency key often means the
 		// original request succeeded. Check the response body for the transaction ID".
 		return jsonResponse(http.StatusConflict, "application/problem+json", problem{
 			Type:          problemType(codeConflict),

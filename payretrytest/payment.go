@@ -28,7 +28,7 @@ type paymentRequest struct {
 }
 
 // fieldError is one validation error, shaped as in KeyStone's 422 list
-// (seed 003_61ff3aaf39fde65e.txt): {"loc": ["body", "amount"], "msg": "Field required", "type": "missing"}.
+// (KeyStone API, HTTP status codes): {"loc": ["body", "amount"], "msg": "Field required", "type": "missing"}.
 type fieldError struct {
 	Loc  []string `json:"loc"`
 	Msg  string   `json:"msg"`
@@ -133,7 +133,7 @@ func (s *Server) createPayment(w http.ResponseWriter, ex *exchange) {
 		s.respond(w, ex, s.process(ex))
 		return
 	}
-	// seed 001_06ccf73c19d45813.txt: "Idempotency-Key: A UUID key used to serve as request level idempotency".
+	// ORZCash Access API, 4.3 Idempotency: "Idempotency-Key: A UUID key used to serve as request level idempotency".
 	if s.p == ORZCash && !isUUID(ex.key) {
 		s.send(w, ex, s.p.errorResponse(http.StatusBadRequest, codeInvalidKey, "Idempotency-Key must be a UUID"))
 		return
@@ -141,8 +141,8 @@ func (s *Server) createPayment(w http.ResponseWriter, ex *exchange) {
 	state, stored, paymentID := s.claim(ex.key, ex.pay.fingerprint())
 	switch state {
 	case keyReplay:
-		// seed 001_06ccf73c19d45813.txt: "the original response will be returned";
-		// seed 002_3e18af4f20d976a0.txt: "will return the original success/failure".
+		// ORZCash Access API, 4.3 Idempotency: "the original response will be returned";
+		// Verto API, Errors and Retries: "will return the original success/failure".
 		s.send(w, ex, s.replay(stored))
 	case keyMismatch:
 		s.send(w, ex, s.mismatch())
@@ -193,10 +193,10 @@ func (s *Server) respond(w http.ResponseWriter, ex *exchange, out outcome) {
 	case FaultFailAfter:
 		if s.p == ORZCash {
 			// ORZCash documents that a 5xx is replayed for its key and must be retried with a new
-			// key (seed 000_44e1dbe989a58fef.txt), which is only safe if a 5xx means "not executed".
+			// key (ORZCash Access API, 3.2 Responses), which is only safe if a 5xx means "not executed".
 			// A 5xx after executing would make its documented client pay twice, so the fault is an
-			// unknown outcome instead: the client must retry with the same key (seed
-			// 001_06ccf73c19d45813.txt: "If you experience network errors ... use this feature").
+			// unknown outcome instead: the client must retry with the same key (ORZCash Access API,
+			// 4.3 Idempotency: "If you experience network errors ... use this feature").
 			reset = true
 		} else {
 			answer = s.serverError(s.plan.status(ex.pay.reference, ex.n, 500, 502, 503))
@@ -234,7 +234,7 @@ func (s *Server) serverError(status int) response {
 // invalidResponse answers field validation errors.
 func (s *Server) invalidResponse(errs []fieldError) response {
 	if s.p == KeyStone {
-		// seed 003_61ff3aaf39fde65e.txt: "For validation errors (422): {"detail": [{"loc": ...,
+		// KeyStone API, HTTP status codes: "For validation errors (422): {"detail": [{"loc": ...,
 		// "msg": "Field required", "type": "missing"}]}". Its status table also files "missing
 		// required fields" under 400; the worked example is followed.
 		return jsonResponse(http.StatusUnprocessableEntity, "application/json", keystoneError{errs})
@@ -243,7 +243,7 @@ func (s *Server) invalidResponse(errs []fieldError) response {
 	for i, e := range errs {
 		msgs[i] = e.Loc[len(e.Loc)-1] + ": " + e.Msg
 	}
-	// seed 002_3e18af4f20d976a0.txt: "VALIDATION_ERROR 400 ... field-level validation messages".
+	// Verto API, Errors and Retries: "VALIDATION_ERROR 400 ... field-level validation messages".
 	return s.p.errorResponse(http.StatusBadRequest, codeValidation, strings.Join(msgs, "; "))
 }
 
@@ -256,8 +256,8 @@ func (s *Server) decline(p paymentRequest) (response, bool) {
 	refuse := func(status int, code, msg string) (response, bool) {
 		return s.p.errorResponse(status, code, msg), true
 	}
-	// seed 003_61ff3aaf39fde65e.txt: "422 Validation error: Valid JSON but business rule violated";
-	// the others answer 400 (seed 002_3e18af4f20d976a0.txt: INSUFFICIENT_FUNDS and INVALID_CURRENCY are 400).
+	// KeyStone API, HTTP status codes: "422 Validation error: Valid JSON but business rule violated";
+	// the others answer 400 (Verto API, Errors and Retries: INSUFFICIENT_FUNDS and INVALID_CURRENCY are 400).
 	rule := http.StatusBadRequest
 	if s.p == KeyStone {
 		rule = http.StatusUnprocessableEntity
@@ -270,13 +270,13 @@ func (s *Server) decline(p paymentRequest) (response, bool) {
 	case s.p != Verto:
 		return response{}, false
 	case p.currency == "KPW":
-		// seed 002_3e18af4f20d976a0.txt: "ROUTE_NOT_AVAILABLE 403 Region blocked."
+		// Verto API, Errors and Retries: "ROUTE_NOT_AVAILABLE 403 Region blocked."
 		return refuse(http.StatusForbidden, codeRouteNotAvailable, "Payout route to KPW is not available")
 	case strings.HasPrefix(p.reference, "nowallet-"):
-		// seed 002_3e18af4f20d976a0.txt: "WALLET_NOT_FOUND 404 Missing ID."
+		// Verto API, Errors and Retries: "WALLET_NOT_FOUND 404 Missing ID."
 		return refuse(http.StatusNotFound, codeWalletNotFound, "Wallet not found")
 	case strings.HasPrefix(p.reference, "rfi-"):
-		// seed 002_3e18af4f20d976a0.txt: "Compliance review or RFI open: No [retry]. Pause the
+		// Verto API, Errors and Retries: "Compliance review or RFI open: No [retry]. Pause the
 		// workflow". The document names no status; 409 says the payout's state, not the request, is
 		// the problem, and no provider retries a 409. Cached like any definitive answer.
 		return refuse(http.StatusConflict, codeRFIRequired, "Compliance review: request for information open")
@@ -331,10 +331,10 @@ func (s *Server) settlementAction(w http.ResponseWriter, ex *exchange, id, actio
 	var conflict string
 	switch action {
 	case "compliance-decision":
-		// seed 003_61ff3aaf39fde65e.txt: "// 409 {"detail": "Settlement is not awaiting a compliance decision"}".
+		// KeyStone API, HTTP status codes: "// 409 {"detail": "Settlement is not awaiting a compliance decision"}".
 		conflict = "Settlement is not awaiting a compliance decision"
 	case "confirm", "reject":
-		// seed 003_61ff3aaf39fde65e.txt: "// 409 {"detail": "Settlement is not cross-platform"}".
+		// KeyStone API, HTTP status codes: "// 409 {"detail": "Settlement is not cross-platform"}".
 		conflict = "Settlement is not cross-platform"
 	default:
 		s.send(w, ex, s.p.errorResponse(http.StatusNotFound, codeNotFound, "Not Found"))

@@ -81,26 +81,26 @@ func (p Provider) idPrefix() string {
 func (p Provider) stores(status int) bool {
 	switch p {
 	case ORZCash:
-		// seed 001_06ccf73c19d45813.txt: "For any request with the Idempotency-Key header, we will
+		// ORZCash Access API, 4.3 Idempotency: "For any request with the Idempotency-Key header, we will
 		// store the response and re-send it for every request for the same idempotency key for 24H."
-		// seed 000_44e1dbe989a58fef.txt: "all requests with the same idempotency key returns the same
+		// ORZCash Access API, 3.2 Responses: "all requests with the same idempotency key returns the same
 		// result, including 500 requests".
 		return true
 	case KeyStone:
-		// seed 003_61ff3aaf39fde65e.txt: "First call: creates the settlement (201)" and "Subsequent
+		// KeyStone API, HTTP status codes: "First call: creates the settlement (201)" and "Subsequent
 		// calls: returns the existing settlement (200)": only a creation is kept.
 		return status == http.StatusCreated
 	}
-	// Verto, seed 002_3e18af4f20d976a0.txt: "Verto caches the result for 24 hours. Retrying with the
+	// Verto, Verto API, Errors and Retries: "Verto caches the result for 24 hours. Retrying with the
 	// same key will return the original success/failure", yet a 5xx is to be retried "safely with the
 	// same Idempotency-Key", which only makes sense if a 5xx is not cached; nor is a 429 ("retry with
-	// the same logical tracking IDs"). SmartRetry (seed 004_ca1457097c2eedaa.txt) retries 429 and 5xx
+	// the same logical tracking IDs"). SmartRetry (SmartRetry docs, Rate limits) retries 429 and 5xx
 	// with the same key too, so the same rule applies: definitive answers are kept, transient ones not.
 	return status < 500 && status != http.StatusTooManyRequests
 }
 
-// Machine-readable error codes. Verto's come from its document (seed 002_3e18af4f20d976a0.txt),
-// RATE_LIMIT_EXCEEDED from SmartRetry's (seed 004_ca1457097c2eedaa.txt); the rest follow their style.
+// Machine-readable error codes. Verto's come from its document (Verto API, Errors and Retries),
+// RATE_LIMIT_EXCEEDED from SmartRetry's (SmartRetry docs, Rate limits); the rest follow their style.
 // ORZCash sends them as "code", Verto as "errorCode", SmartRetry as "reason_code"; KeyStone has only
 // the human-readable "detail".
 const (
@@ -125,7 +125,7 @@ const (
 
 // Messages shared by all providers.
 const (
-	msgRateLimited = "Rate limit exceeded. Retry after 1 second." // seed 004_ca1457097c2eedaa.txt
+	msgRateLimited = "Rate limit exceeded. Retry after 1 second." // SmartRetry docs, Rate limits
 	msgInFlight    = "Request with this idempotency key is in progress"
 	msgKeyReused   = "Idempotency key reused with a different request payload"
 	msgMalformed   = "Malformed JSON body"
@@ -183,13 +183,13 @@ func (p Provider) errorResponse(status int, code, msg string) response {
 	case ORZCash:
 		return jsonResponse(status, "application/json", orzError{code, msg})
 	case Verto:
-		// seed 002_3e18af4f20d976a0.txt: "the response body contains a specific errorCode string".
+		// Verto API, Errors and Retries: "the response body contains a specific errorCode string".
 		return jsonResponse(status, "application/json", vertoError{code, msg})
 	case KeyStone:
-		// seed 003_61ff3aaf39fde65e.txt: "All errors return a consistent structure: {"detail": ...}".
+		// KeyStone API, HTTP status codes: "All errors return a consistent structure: {"detail": ...}".
 		return jsonResponse(status, "application/json", keystoneError{msg})
 	}
-	// seed 004_ca1457097c2eedaa.txt: the 429 body is a problem detail with "reason_code"; other
+	// SmartRetry docs, Rate limits: the 429 body is a problem detail with "reason_code"; other
 	// errors use the same shape.
 	return jsonResponse(status, "application/problem+json", problem{
 		Type:       problemType(code),

@@ -49,7 +49,7 @@ type keyWindow struct {
 func newLimiter(p Provider, opts Options) *limiter {
 	l := &limiter{keys: make(map[string]*keyWindow)}
 	if p == SmartRetry {
-		// seed 004_ca1457097c2eedaa.txt: "Payment operations (sale, capture, refund, void) 100
+		// SmartRetry docs, Rate limits: "Payment operations (sale, capture, refund, void) 100
 		// requests per second; Status queries 500; Recurring operations 100; All endpoints combined
 		// 1,000"; "Limits are applied per API key."
 		l.limit[classPayment] = orDefault(opts.Limits.Payment, 100)
@@ -125,7 +125,7 @@ func (q quota) setHeaders(h http.Header) {
 	if q.limit < 0 {
 		return
 	}
-	// seed 004_ca1457097c2eedaa.txt: "Every response includes headers showing your current usage:
+	// SmartRetry docs, Rate limits: "Every response includes headers showing your current usage:
 	// X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset (Unix timestamp when the window resets)".
 	h.Set("X-RateLimit-Limit", strconv.Itoa(q.limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(q.remaining))

@@ -147,7 +147,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if s.p == Verto {
-		// seed 002_3e18af4f20d976a0.txt: "Vfx-Api-Call-Id (Response): Verto's internal ID for this
+		// Verto API, Errors and Retries: "Vfx-Api-Call-Id (Response): Verto's internal ID for this
 		// specific request."
 		w.Header().Set("Vfx-Api-Call-Id", fmt.Sprintf("vac_%08d", ex.call))
 	}
@@ -175,7 +175,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.edge(w, ex, s.unauthorized())
 		return
 	}
-	// seed 002_3e18af4f20d976a0.txt: "Vfx-Correlation-Id (Request): Mandatory."
+	// Verto API, Errors and Retries: "Vfx-Correlation-Id (Request): Mandatory."
 	if s.p == Verto && r.Header.Get("Vfx-Correlation-Id") == "" {
 		s.send(w, ex, s.p.errorResponse(http.StatusBadRequest, codeValidation, "Vfx-Correlation-Id header is required"))
 		return
@@ -235,7 +235,7 @@ func (s *Server) route(w http.ResponseWriter, ex *exchange) {
 		s.paymentAction(w, ex, strings.TrimPrefix(path, "/v1/payments/"))
 		return
 	case s.p == SmartRetry && strings.HasPrefix(path, "/v1/recurring/"):
-		// A stub with its own rate-limit class (seed 004_ca1457097c2eedaa.txt: "Recurring operations").
+		// A stub with its own rate-limit class (SmartRetry docs, Rate limits: "Recurring operations").
 		s.send(w, ex, jsonResponse(http.StatusOK, "application/json", map[string]string{"status": "active"}))
 		return
 	}
@@ -277,10 +277,10 @@ func (s *Server) authorized(r *http.Request) bool {
 func (s *Server) unauthorized() response {
 	switch s.p {
 	case KeyStone:
-		// seed 003_61ff3aaf39fde65e.txt: "401 Unauthorized: Invalid or expired JWT".
+		// KeyStone API, HTTP status codes: "401 Unauthorized: Invalid or expired JWT".
 		return s.p.errorResponse(http.StatusUnauthorized, codeUnauthorized, "Invalid or expired JWT")
 	case SmartRetry:
-		// seed 004_ca1457097c2eedaa.txt: "401 No: Check API key".
+		// SmartRetry docs, Rate limits: "401 No: Check API key".
 		return s.p.errorResponse(http.StatusUnauthorized, codeInvalidAPIKey, "Missing or invalid API key")
 	}
 	return s.p.errorResponse(http.StatusUnauthorized, codeUnauthorized, "Invalid or expired access token")
