@@ -22,7 +22,9 @@ import (
 // payretry alone (otel=off), instrumented with no-op providers (otel=noop:
 // what a program that installs no SDK pays) and instrumented with the SDK
 // (otel=sdk: a meter provider with a reader, a tracer provider that samples
-// every span and exports it in batches to an exporter that drops it).
+// every span and exports it in batches to an exporter that drops it), or
+// with one of the two SDK providers and a no-op one (otel=metrics,
+// otel=traces).
 //
 //	go test -run '^$' -bench Overhead -benchmem -count 6 . | benchstat -col /otel -
 //
@@ -98,7 +100,7 @@ func benchOverhead(b *testing.B, parallel bool) {
 		{http.MethodGet, "none"},
 	}
 	for _, c := range cases {
-		for _, mode := range []string{"off", "noop", "sdk"} {
+		for _, mode := range []string{"off", "noop", "metrics", "traces", "sdk"} {
 			b.Run(fmt.Sprintf("method=%s/key=%s/otel=%s", c.method, c.key, mode), func(b *testing.B) {
 				key := ""
 				if c.key == "caller" {
@@ -114,14 +116,19 @@ func benchOverhead(b *testing.B, parallel bool) {
 				case "noop":
 					rt, err = otelpayretry.NewTransport(benchRT{}, p, otelpayretry.Options{
 						MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
-				case "sdk":
-					mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-					tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
-					b.Cleanup(func() {
-						mp.Shutdown(context.Background())
-						tp.Shutdown(context.Background())
-					})
-					rt, err = otelpayretry.NewTransport(benchRT{}, p, otelpayretry.Options{MeterProvider: mp, TracerProvider: tp})
+				default:
+					o := otelpayretry.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()}
+					if mode != "traces" {
+						mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+						b.Cleanup(func() { mp.Shutdown(context.Background()) })
+						o.MeterProvider = mp
+					}
+					if mode != "metrics" {
+						tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+						b.Cleanup(func() { tp.Shutdown(context.Background()) })
+						o.TracerProvider = tp
+					}
+					rt, err = otelpayretry.NewTransport(benchRT{}, p, o)
 				}
 				if err != nil {
 					b.Fatal(err)
