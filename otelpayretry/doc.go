@@ -40,7 +40,7 @@
 // other limiters report neither. down_scopes reports the policy's scopes (its
 // name, and its name/limit for each limit that names methods or paths) from
 // the start, and any other scope of the provider once it was down. The
-// gauges stop when the Transport (or the Policy's hook) is garbage.
+// gauges stop when the Transport (or the Policy's hook) is garbage-collected.
 //
 // # Traces
 //
