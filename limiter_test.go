@@ -535,3 +535,34 @@ func TestRetryAfterOnA5xxHoldsOnlyItsRequest(t *testing.T) {
 	}
 	assert.Equal(t, []time.Duration{3 * time.Second}, clk.Waits())
 }
+
+// A 429 replayed for the same key (ORZCash stores it) is no new evidence
+// about the account: it holds the account once, not at every replay.
+func TestRepeated429ForOneKeyHoldsTheAccountOnce(t *testing.T) {
+	s := newScript(t, status(429, "", "Retry-After", "2"))
+	p := keyed()
+	p.MaxAttempts = 3
+	lim := NewLimiter()
+	p.Limiter = lim
+	tr, clk := newTestTransport(t, nil, p)
+	_, err := post(t, tr, s.URL, `{}`)
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{2 * time.Second, 2 * time.Second}, clk.Waits(), "the call waits each Retry-After")
+	d, _, err := lim.Take(context.Background(), "test", nil, clk.Now())
+	require.NoError(t, err)
+	assert.Zero(t, d, "the account was held by the first 429 only, and that hold is over")
+}
+
+// A 429 whose own quota fields say the account has requests left holds only
+// its own retry: it is not evidence that the account is spent.
+func Test429WithQuotaLeftHoldsOnlyItsRequest(t *testing.T) {
+	reset := strconv.FormatInt(t0.Add(time.Second).Unix(), 10)
+	s := newScript(t, status(429, "", "Retry-After", "1", "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "87",
+		"X-RateLimit-Reset", reset), status(200, ""))
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
+	for range 2 {
+		_, err := getOnce(t, tr, s.URL)
+		require.NoError(t, err)
+	}
+	assert.Empty(t, clk.Waits(), "the next call is not held")
+}

@@ -108,8 +108,16 @@ func (c *call) throttle() error {
 
 // observe tells the limiter what attempt a said about the provider.
 func (c *call) observe(a *try) {
-	if a.o.class == ClassCanceled {
+	switch {
+	case a.o.class == ClassCanceled:
 		return // says nothing about the provider
+	case a.o.class == ClassRateLimited && a.key != "" && a.key == c.throttled:
+		// A second 429 to the same key may be the provider's stored answer
+		// replayed (ORZCash stores every response): no new evidence about
+		// the account, which its first 429 already holds.
+		return
+	case a.o.class == ClassRateLimited:
+		c.throttled = a.key
 	}
 	now := a.start.Add(a.took)
 	sig := Signal{Limit: -1, Remaining: -1}
@@ -125,10 +133,12 @@ func (c *call) observe(a *try) {
 	default:
 		sig.OK = true
 	}
-	if a.o.class != ClassRateLimited {
-		// A Retry-After holds the account only on a 429. On a 5xx it is
-		// that request's wait; on a 3xx the delay before following a
-		// redirect, on a 2xx a polling hint (RFC 9110 §10.2.3).
+	if a.o.class != ClassRateLimited || sig.Remaining > 0 {
+		// A Retry-After holds the account only on a 429, and not when the
+		// same answer says the account's quota is not spent (a limit on
+		// this request, not on the account). On a 5xx it is that request's
+		// wait; on a 3xx the delay before following a redirect, on a 2xx a
+		// polling hint (RFC 9110 §10.2.3).
 		sig.RetryAt = time.Time{}
 	}
 	sig = sig.bound(now, c.t.p.MaxRetryAfter)

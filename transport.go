@@ -111,12 +111,13 @@ type call struct {
 	sent   string // the key of the last attempt sent
 	wire   *wire  // what the wire saw; writes only
 
-	scope  string
-	limits []Limit // client-side limits that apply
-	paid   bool    // the attempt under way is a retry paid from the budget
-	free   bool    // the next attempt walks past a replayed answer: it costs no budget
-	hold   time.Duration
-	held   WaitSource // why the attempt under way was held
+	scope     string
+	limits    []Limit // client-side limits that apply
+	paid      bool    // the attempt under way is a retry paid from the budget
+	free      bool    // the next attempt walks past a replayed answer: it costs no budget
+	throttled string  // the key of the call's last 429, see observe
+	hold      time.Duration
+	held      WaitSource // why the attempt under way was held
 }
 
 // try is one attempt.
