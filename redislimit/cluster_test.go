@@ -172,17 +172,22 @@ func TestClusterFailoverMidRun(t *testing.T) {
 			}
 			killedAt = time.Now()
 			master.Stop()
+			// Over when the new master serves the slot: it reports the
+			// cluster ok (after its promotion a master waits the node
+			// timeout before it does).
 			for ctx.Err() == nil {
 				if m, err := c.MasterOf(slot); err == nil && m != nil && m != master {
-					failedOverAt = time.Now()
-					return
+					if info, err := redisserver.Command(m.Addr, "CLUSTER", "INFO"); err == nil && strings.Contains(info, "cluster_state:ok") {
+						failedOverAt = time.Now()
+						return
+					}
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			killErr = errors.New("no replica took over")
 		})
 	require.NoError(t, killErr)
-	t.Logf("master %s of slot %d killed after %d payments; a replica took over %v later",
+	t.Logf("master %s of slot %d killed after %d payments; a replica serves the slot %v later",
 		master.Addr, slot, payments/5, failedOverAt.Sub(killedAt).Round(time.Millisecond))
 	t.Logf("%d processes on a cluster, failover mid-run: %v", n, run)
 
@@ -193,14 +198,14 @@ func TestClusterFailoverMidRun(t *testing.T) {
 	for _, o := range run.res.Outcomes {
 		assert.False(t, errors.Is(o.Err, context.DeadlineExceeded), "%s ran into its deadline: %v", o.Reference, o.Err)
 	}
-	// Payments went on while the slot had no master.
+	// Payments went on while the slot was not served.
 	during := 0
 	for _, p := range sim.Ledger() {
 		if p.At.After(killedAt) && p.At.Before(failedOverAt) {
 			during++
 		}
 	}
-	t.Logf("%d payments executed while the slot had no master", during)
+	t.Logf("%d payments executed while the slot was not served", during)
 	assert.Positive(t, during)
 	// 429s stay bounded: each process paces to the provider's Remaining
 	// meanwhile, and a 429's Retry-After holds it for a second.
@@ -211,18 +216,28 @@ func TestClusterFailoverMidRun(t *testing.T) {
 		for _, e := range r.Events {
 			t.Logf("replica %d: %s %s (after %d Redis calls) %s", i, e.At.Format("15:04:05.000"), e.Msg, e.Calls, e.Error)
 		}
-		assert.False(t, r.Degraded, "replica %d is back on Redis", i)
 		assert.Positive(t, r.Stats.FallbackTakes, "replica %d paced in-process meanwhile", i)
-		// (On a loaded machine a Redis call may also pass the 50 ms
-		// timeout before the kill: that is an outage too.)
-		down := slices.IndexFunc(r.Events, func(e limiterEvent) bool { return e.Msg == msgDown && !e.At.Before(killedAt) })
-		require.GreaterOrEqual(t, down, 0, "replica %d logged the outage", i)
-		back := r.Events[len(r.Events)-1]
-		assert.Equal(t, msgBack, back.Msg, "replica %d logged the recovery last", i)
-		assert.True(t, back.At.After(failedOverAt), "replica %d back once the replica took over", i)
-		// The limiter asks for the slot map half a retry interval after
-		// a failed try and tries again a retry interval after it; a node
-		// asked for the map may not know of the failover yet.
+		// It logged the outage, or was pacing in-process already: on a
+		// loaded machine a Redis call may pass the 50 ms timeout before
+		// the kill, and then the replica tries again a second later.
+		after := slices.IndexFunc(r.Events, func(e limiterEvent) bool { return !e.At.Before(killedAt) })
+		if after < 0 {
+			after = len(r.Events)
+		}
+		degraded := after > 0 && r.Events[after-1].Msg == msgDown
+		require.True(t, degraded || slices.ContainsFunc(r.Events[after:], func(e limiterEvent) bool { return e.Msg == msgDown }),
+			"replica %d saw the outage", i)
+		// Back once the slot was served again (no Redis call of the
+		// limiter can succeed before: all its keys are in that slot), and
+		// paced through Redis after. (A late timeout may still make it
+		// pace in-process again for a second at the end.)
+		j := slices.IndexFunc(r.Events[after:], func(e limiterEvent) bool { return e.Msg == msgBack })
+		require.GreaterOrEqual(t, j, 0, "replica %d came back to Redis", i)
+		back := r.Events[after+j]
+		t.Logf("replica %d: back on Redis %v after the slot was served again", i, back.At.Sub(failedOverAt).Round(time.Millisecond))
+		// The limiter tries Redis again every retry interval and asks for
+		// the slot map every quarter of it; a node asked for the map may
+		// not know of the failover yet.
 		assert.Less(t, back.At.Sub(failedOverAt), 3*time.Second, "replica %d back within about its retry interval", i)
 		assert.Greater(t, r.Stats.RedisCalls, back.Calls+20, "replica %d paced through Redis after", i)
 	}

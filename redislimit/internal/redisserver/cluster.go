@@ -48,6 +48,9 @@ func StartCluster(ctx context.Context, masters, replicas int) (_ *Cluster, err e
 	for range masters * (1 + replicas) {
 		s, err := start(ctx, func(port int) []string {
 			bus, err := freePort()
+			for err == nil && bus == port {
+				bus, err = freePort()
+			}
 			if err != nil {
 				return nil
 			}

@@ -44,27 +44,34 @@ func Start(ctx context.Context) (*Server, error) {
 }
 
 // start starts a server with extra arguments, made from its port by args.
+// A port found free may be taken by another process before the server
+// binds it: then it tries again with other ports.
 func start(ctx context.Context, args ...func(port int) []string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, bin: bin}
-	for _, a := range args {
-		more := a(port)
-		if more == nil {
-			return nil, errors.New("redisserver: no free port")
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
 		}
-		s.args = append(s.args, more...)
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, bin: bin}
+		for _, a := range args {
+			more := a(port)
+			if more == nil {
+				return nil, errors.New("redisserver: no free port")
+			}
+			s.args = append(s.args, more...)
+		}
+		err = s.Restart(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "Address already in use") {
+			return nil, err
+		}
 	}
-	if err := s.Restart(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 func freePort() (int, error) {
