@@ -9,6 +9,7 @@ package bench
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -39,15 +40,34 @@ const (
 	PayretrySmart = "payretry-smartretry"
 	Retryablehttp = "retryablehttp"
 	Failsafe      = "failsafe"
-	// PayretryORZ is payretry's ORZCash() preset (mild faults only).
+	// PayretryORZ is payretry's ORZCash() preset (mild faults and overhead).
 	PayretryORZ = "payretry-orzcash"
+	// PayretryVerto and PayretryKeyStone are payretry's Verto() and
+	// KeyStone() presets (overhead only).
+	PayretryVerto    = "payretry-verto"
+	PayretryKeyStone = "payretry-keystone"
 	// Naive is the retry loop many services write by hand (mild faults
 	// only): see NewNaive.
 	Naive = "naive"
 )
 
-// Peers are the clients the overhead benchmarks and most scenarios compare.
+// Peers are the clients most scenarios compare.
 var Peers = []string{Bare, Payretry, Retryablehttp, Failsafe}
+
+// Presets are payretry's provider presets, each run as NewClient builds it.
+var Presets = []string{PayretryORZ, PayretryVerto, PayretryKeyStone, PayretrySmart}
+
+// OverheadClients are the clients of the overhead benchmarks, in the order
+// their tables list them: bare, the generic policy, the presets, the peers.
+var OverheadClients = slices.Concat([]string{Bare, Payretry}, Presets, []string{Retryablehttp, Failsafe})
+
+// presets makes the policy of each preset client.
+var presets = map[string]func() payretry.Policy{
+	PayretryORZ:      payretry.ORZCash,
+	PayretryVerto:    payretry.Verto,
+	PayretryKeyStone: payretry.KeyStone,
+	PayretrySmart:    payretry.SmartRetry,
+}
 
 // Options shape a client for one scenario.
 type Options struct {
@@ -56,6 +76,10 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// OnAttempt, if set, is payretry's attempt hook.
 	OnAttempt func(payretry.Attempt)
+	// NoClientLimits sets a preset's client-side Limits to nil (only
+	// SmartRetry declares any): in an in-memory loop a token bucket at
+	// 100/s would measure the bucket, not the layer.
+	NoClientLimits bool
 }
 
 // PayretryPolicy is payretry configured for the common contract: the
@@ -85,7 +109,8 @@ func PayretryPolicy(o Options) payretry.Policy {
 //     (Client.HTTPClient), which its docs expose for that.
 //   - failsafe: a timeout.Timeout policy composed inside the retry policy,
 //     failsafe-go's per-attempt time limit.
-//   - payretry-orzcash: Policy.AttemptTimeout (the preset's 20 s when unset).
+//   - the presets (payretry-orzcash, -verto, -keystone, -smartretry):
+//     Policy.AttemptTimeout; unset, the preset's own (20 s), as users run it.
 //   - naive: not at all; only the caller's context bounds it.
 func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTripper, *http.Client, error) {
 	switch name {
@@ -97,10 +122,13 @@ func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTrippe
 			return nil, nil, err
 		}
 		return t, &http.Client{Transport: t}, nil
-	case PayretryORZ:
-		p := payretry.ORZCash()
+	case PayretryORZ, PayretryVerto, PayretryKeyStone, PayretrySmart:
+		p := presets[name]()
 		if o.AttemptTimeout > 0 {
 			p.AttemptTimeout = o.AttemptTimeout
+		}
+		if o.NoClientLimits {
+			p.Limits = nil
 		}
 		p.OnAttempt = o.OnAttempt
 		t, err := payretry.NewTransport(base, p)
@@ -111,15 +139,6 @@ func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTrippe
 	case Naive:
 		rt := NewNaive(base)
 		return rt, &http.Client{Transport: rt}, nil
-	case PayretrySmart:
-		p := payretry.SmartRetry()
-		p.AttemptTimeout = o.AttemptTimeout
-		p.OnAttempt = o.OnAttempt
-		t, err := payretry.NewTransport(base, p)
-		if err != nil {
-			return nil, nil, err
-		}
-		return t, &http.Client{Transport: t}, nil
 	case Retryablehttp:
 		rt := &retryablehttp.RoundTripper{Client: NewRetryablehttp(base, o)}
 		return rt, &http.Client{Transport: rt}, nil

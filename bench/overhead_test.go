@@ -16,12 +16,28 @@ import (
 //
 //	benchstat -col /client results/overhead.txt
 //
-// base=loopback sends a POST over a real http.Transport to an httptest
-// server; base=inmem hands a POST or a GET to a RoundTripper that returns a
-// canned 200 without sockets. key=none is a call without an
-// Idempotency-Key (payretry makes one for a POST; the peers send none);
-// key=caller is a POST that carries the caller's own, the same for every
-// client.
+// The clients are OverheadClients: bare, payretry's generic policy, the four
+// presets as users run them (their rules, key placement and 20 s attempt
+// time-out; SmartRetry's client-side limits off, see Options.NoClientLimits)
+// and the two peers. Every client of a case gets the same request.
+//
+// base=inmem hands the request to a RoundTripper that returns a canned 200
+// without sockets, so that only the layer shows; base=loopback sends it over
+// a real http.Transport to an httptest server.
+//
+// key=caller: the request carries every id a preset reads from the caller,
+// so that no client makes one: a POST has the caller's key both in its
+// Idempotency-Key header (payretry, ORZCash, Verto, SmartRetry) and in its
+// JSON body's "idempotency_key" field (KeyStone), and every call has a
+// Vfx-Correlation-Id (Verto's documents make it the caller's: "A unique GUID
+// provided by you"). The fields a client does not read travel as inert bytes,
+// for bare and the peers too.
+//
+// key=none: the request carries no id: payretry's clients make the key of a
+// POST (ORZCash, SmartRetry and the generic policy in a copy of the header,
+// KeyStone in a copy of the body) and Verto a correlation id for every call;
+// bare and the peers send the request as it is. Not like for like: it shows
+// what making the ids costs.
 
 var okBody = []byte(`{"id":"txn_bench","status":"approved"}`)
 
@@ -53,14 +69,45 @@ func okHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(okBody)
 }
 
-// call sends one request through rt and reads the whole answer. A non-empty
-// key is sent as the request's Idempotency-Key.
-func call(rt http.RoundTripper, method, url string, body []byte, key string) error {
-	var rd io.Reader
+// request is what the benchmark's caller sends.
+type request struct {
+	method, url string
+	body        []byte // nil for a GET
+	key         string // the Idempotency-Key header, "" for none
+	correlation string // the Vfx-Correlation-Id header, "" for none
+}
+
+// callerKey is the key of the key=caller cases, in the header and in the
+// body; callerCorrelation is their Vfx-Correlation-Id.
+const (
+	callerKey         = "5f0c1a52-8d9e-4c43-b1a7-3e6d2f9b8c10"
+	callerCorrelation = "0c6e8a41-2b7d-4f15-9a3e-d85f1c2b7e90"
+)
+
+// newRequest returns the request of a case: a POST of PaymentBody, or a
+// GET; with key "caller", the caller's ids (see the comment at the top).
+func newRequest(method, key, url string) request {
+	r := request{method: method, url: url}
 	if method == http.MethodPost {
-		rd = bytes.NewReader(body)
+		r.body = PaymentBody("pay-000001")
 	}
-	req, err := http.NewRequestWithContext(context.Background(), method, url, rd)
+	if key == "caller" {
+		r.correlation = callerCorrelation
+		if method == http.MethodPost {
+			r.key = callerKey
+			r.body = append([]byte(`{"idempotency_key":"`+callerKey+`",`), r.body[1:]...)
+		}
+	}
+	return r
+}
+
+// call sends one request through rt and reads the whole answer.
+func call(rt http.RoundTripper, r request) error {
+	var rd io.Reader
+	if r.body != nil {
+		rd = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), r.method, r.url, rd)
 	if err != nil {
 		return err
 	}
@@ -68,8 +115,11 @@ func call(rt http.RoundTripper, method, url string, body []byte, key string) err
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+	if r.key != "" {
+		req.Header.Set("Idempotency-Key", r.key)
+	}
+	if r.correlation != "" {
+		req.Header.Set("Vfx-Correlation-Id", r.correlation)
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
@@ -88,27 +138,20 @@ type overheadCase struct {
 }
 
 var overheadCases = []overheadCase{
-	{"loopback", http.MethodPost, "none"},
-	{"inmem", http.MethodPost, "none"},
+	{"loopback", http.MethodPost, "caller"},
 	{"inmem", http.MethodPost, "caller"},
+	{"inmem", http.MethodPost, "none"},
+	{"inmem", http.MethodGet, "caller"},
 	{"inmem", http.MethodGet, "none"},
 }
-
-// callerKey is the Idempotency-Key of the key=caller cases.
-const callerKey = "5f0c1a52-8d9e-4c43-b1a7-3e6d2f9b8c10"
 
 func BenchmarkOverhead(b *testing.B)         { benchOverhead(b, false) }
 func BenchmarkOverheadParallel(b *testing.B) { benchOverhead(b, true) }
 
 func benchOverhead(b *testing.B, parallel bool) {
-	body := PaymentBody("pay-000001")
 	for _, oc := range overheadCases {
-		for _, client := range Peers {
+		for _, client := range OverheadClients {
 			name := fmt.Sprintf("base=%s/method=%s/key=%s/client=%s", oc.base, oc.method, oc.key, client)
-			key := ""
-			if oc.key == "caller" {
-				key = callerKey
-			}
 			b.Run(name, func(b *testing.B) {
 				var base http.RoundTripper = cannedRT{}
 				url := "http://provider.invalid" + PaymentPath
@@ -119,18 +162,19 @@ func benchOverhead(b *testing.B, parallel bool) {
 					defer t.CloseIdleConnections()
 					base, url = t, srv.URL+PaymentPath
 				}
-				rt, _, err := NewClient(client, base, Options{})
+				rt, _, err := NewClient(client, base, Options{NoClientLimits: true})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := call(rt, oc.method, url, body, key); err != nil { // warm the connection
+				r := newRequest(oc.method, oc.key, url)
+				if err := call(rt, r); err != nil { // warm the connection
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				if !parallel {
 					for b.Loop() {
-						if err := call(rt, oc.method, url, body, key); err != nil {
+						if err := call(rt, r); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -138,7 +182,7 @@ func benchOverhead(b *testing.B, parallel bool) {
 				}
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if err := call(rt, oc.method, url, body, key); err != nil {
+						if err := call(rt, r); err != nil {
 							b.Error(err)
 							return
 						}
