@@ -1,8 +1,9 @@
 // Command benchtable turns the raw output of the overhead benchmarks
 // (go test -bench . -benchmem -count N) into markdown tables: for each unit,
-// the median per case and client, payretry's cost over bare, and payretry ÷
-// each peer. benchstat gives the confidence intervals; this gives the table
-// that BENCHMARKS.md shows.
+// the median per case and client; each layer's cost over bare; and, per
+// payretry client, its cost over bare next to the best peer's, against issue
+// 12's target. benchstat gives the confidence intervals; this gives the
+// tables that BENCHMARKS.md shows.
 //
 //	go run ./cmd/benchtable results/overhead.txt
 package main
@@ -19,16 +20,22 @@ import (
 	"github.com/payretry/payretry/bench"
 )
 
-var clients = bench.Peers
+// clients are the columns, in order; peers are the layers payretry's
+// clients are held against; ours are payretry's clients.
+var (
+	clients = bench.OverheadClients
+	peers   = []string{bench.Retryablehttp, bench.Failsafe}
+	ours    = append([]string{bench.Payretry}, bench.Presets...)
+)
 
-var units = []struct{ unit, title, format string }{
-	{"ns/op", "time per call (ns/op)", "%.0f"},
-	{"B/op", "memory per call (B/op)", "%.0f"},
-	{"allocs/op", "allocations per call (allocs/op)", "%.0f"},
+var units = []struct{ unit, title string }{
+	{"ns/op", "time per call (ns/op)"},
+	{"B/op", "memory per call (B/op)"},
+	{"allocs/op", "allocations per call (allocs/op)"},
 }
 
-// sample is one benchmark line: its case (everything but the client), its
-// client and its values per unit.
+// key is one series of values: a case (the benchmark name but the client),
+// a unit and a client.
 type key struct{ bench, unit, client string }
 
 func main() {
@@ -55,42 +62,30 @@ func main() {
 // write renders the tables.
 func write(w io.Writer, vals map[key][]float64, cases []string) {
 	fmt.Fprintf(w, "## Overhead\n\nMedians of %d runs each; one call answered 200 at the first attempt. "+
-		"`payretry − bare` is the layer's own cost.\n\n", runs(vals))
+		"A layer's cost over bare is its median minus bare's.\n\n", runs(vals))
 	for _, u := range units {
 		fmt.Fprintf(w, "### %s\n\n", u.title)
-		fmt.Fprintf(w, "| case | %s | payretry − bare | payretry ÷ retryablehttp | payretry ÷ failsafe |\n",
-			strings.Join(clients, " | "))
-		fmt.Fprintf(w, "| --- |%s ---: | ---: | ---: |\n", strings.Repeat(" ---: |", len(clients)))
+		fmt.Fprintf(w, "| case | %s |\n", strings.Join(clients, " | "))
+		fmt.Fprintf(w, "| --- |%s\n", strings.Repeat(" ---: |", len(clients)))
 		for _, c := range cases {
 			med := medians(vals, c, u.unit)
 			cells := []string{label(c)}
 			for _, cl := range clients {
-				if v, ok := med[cl]; ok {
-					cells = append(cells, fmt.Sprintf(u.format, v))
-				} else {
-					cells = append(cells, "—")
-				}
-			}
-			p, okp := med["payretry"]
-			b, okb := med["bare"]
-			if okp && okb {
-				cells = append(cells, fmt.Sprintf("%+.0f", p-b))
-			} else {
-				cells = append(cells, "—")
-			}
-			for _, peer := range []string{"retryablehttp", "failsafe"} {
-				q, ok := med[peer]
-				if !okp || !ok || q == 0 {
-					cells = append(cells, "—")
-					continue
-				}
-				cells = append(cells, fmt.Sprintf("%.2f×", p/q))
+				cells = append(cells, cell("%.0f", med, cl))
 			}
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		}
 		fmt.Fprintln(w)
 	}
 	overheads(w, vals, cases)
+	targets(w, vals, cases)
+}
+
+func cell(format string, m map[string]float64, client string) string {
+	if v, ok := m[client]; ok {
+		return fmt.Sprintf(format, v)
+	}
+	return "—"
 }
 
 // parse reads raw benchmark output: the values per case, unit and client,
@@ -140,50 +135,139 @@ func medians(vals map[key][]float64, c, unit string) map[string]float64 {
 	return med
 }
 
-// overheads writes each layer's cost over bare, of the in-memory cases
-// (where the socket does not drown it), and payretry's as a share of each
-// peer's.
+// costs returns each client's median minus bare's, for one case and unit;
+// nil without bare.
+func costs(vals map[key][]float64, c, unit string) map[string]float64 {
+	med := medians(vals, c, unit)
+	b, ok := med[bench.Bare]
+	if !ok {
+		return nil
+	}
+	over := map[string]float64{}
+	for cl, v := range med {
+		if cl != bench.Bare {
+			over[cl] = v - b
+		}
+	}
+	return over
+}
+
+// inmem reports whether a case runs on the in-memory base, where the socket
+// does not drown the layer's cost.
+func inmem(c string) bool { return strings.Contains(c, "/base=inmem/") }
+
+// overheads writes each layer's cost over bare, of the in-memory cases.
 func overheads(w io.Writer, vals map[key][]float64, cases []string) {
-	peers := []string{"retryablehttp", "failsafe"}
+	layers := clients[1:]
 	fmt.Fprintf(w, "### cost over bare (in-memory base)\n\n")
-	fmt.Fprintf(w, "| case | unit | payretry | retryablehttp | failsafe | ÷ retryablehttp's | ÷ failsafe's |\n")
-	fmt.Fprintf(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "| case | unit | %s |\n", strings.Join(layers, " | "))
+	fmt.Fprintf(w, "| --- | --- |%s\n", strings.Repeat(" ---: |", len(layers)))
 	for _, c := range cases {
-		if !strings.Contains(c, "/base=inmem/") {
+		if !inmem(c) {
 			continue
 		}
-		for _, u := range []struct{ unit, name, format string }{
-			{"ns/op", "ns", "%+.0f"}, {"allocs/op", "allocs", "%+.0f"},
-		} {
-			med := medians(vals, c, u.unit)
-			b, ok := med["bare"]
-			if !ok {
+		for _, u := range []struct{ unit, name string }{{"ns/op", "ns"}, {"allocs/op", "allocs"}} {
+			over := costs(vals, c, u.unit)
+			if over == nil {
 				continue
 			}
-			over := map[string]float64{}
 			cells := []string{label(c), u.name}
-			for _, cl := range append([]string{"payretry"}, peers...) {
-				v, ok := med[cl]
-				if !ok {
-					cells = append(cells, "—")
-					continue
-				}
-				over[cl] = v - b
-				cells = append(cells, fmt.Sprintf(u.format, v-b))
-			}
-			for _, peer := range peers {
-				p, okp := over["payretry"]
-				q, ok := over[peer]
-				if !okp || !ok || q <= 0 {
-					cells = append(cells, "—")
-					continue
-				}
-				cells = append(cells, fmt.Sprintf("%.2f×", p/q))
+			for _, cl := range layers {
+				cells = append(cells, cell("%+.0f", over, cl))
 			}
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// likeForLike reports whether every client of case c gets the same request
+// and sends it as it is: the in-memory cases with the caller's ids
+// (key=caller). Without them payretry's clients make ids the peers do not.
+func likeForLike(c string) bool { return inmem(c) && strings.Contains(c, "/key=caller") }
+
+// best returns the peer with the least cost in over, and that cost.
+func best(over map[string]float64) (string, float64, bool) {
+	name, cost, found := "", 0.0, false
+	for _, p := range peers {
+		if v, ok := over[p]; ok && (!found || v < cost) {
+			name, cost, found = p, v, true
+		}
+	}
+	return name, cost, found
+}
+
+// targets writes, for each payretry client and like-for-like case, its cost
+// over bare next to the best peer's, and issue 12's target: at most the best
+// peer's in ns/op and in allocs/op; stretch: at most half.
+func targets(w io.Writer, vals map[key][]float64, cases []string) {
+	fmt.Fprintf(w, "### against the best peer (issue 12)\n\n")
+	fmt.Fprintf(w, "Target: on every preset, payretry's cost over bare is at most the best peer's, in ns/op and "+
+		"in allocs/op, like for like (the in-memory cases with the caller's ids, where every client gets "+
+		"the same request); stretch: at most half. The best peer is the one with the lesser cost, per unit.\n\n")
+	fmt.Fprintf(w, "| client | case | ns over bare | best peer's | ÷ best | allocs over bare | best peer's | ÷ best | target | stretch |\n")
+	fmt.Fprintf(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
+	missed := map[string][]string{} // client -> the cases it missed the target in, and the units
+	rows := map[string]int{}        // client -> its rows
+	for _, cl := range ours {
+		for _, c := range cases {
+			if !likeForLike(c) {
+				continue
+			}
+			cells := []string{cl, label(c)}
+			var target, stretch []string
+			complete := true
+			for _, u := range []struct{ unit, name string }{{"ns/op", "ns"}, {"allocs/op", "allocs"}} {
+				over := costs(vals, c, u.unit)
+				v, ok := over[cl]
+				peer, q, okq := best(over)
+				if !ok || !okq {
+					cells = append(cells, "—", "—", "—")
+					complete = false
+					continue
+				}
+				ratio := "—"
+				if q > 0 {
+					ratio = fmt.Sprintf("%.2f×", v/q)
+				}
+				cells = append(cells, fmt.Sprintf("%+.0f", v), fmt.Sprintf("%+.0f (%s)", q, peer), ratio)
+				if v > q {
+					target = append(target, u.name)
+				}
+				if v > q/2 {
+					stretch = append(stretch, u.name)
+				}
+			}
+			if !complete {
+				continue
+			}
+			cells = append(cells, verdict(target), verdict(stretch))
+			rows[cl]++
+			if len(target) > 0 {
+				missed[cl] = append(missed[cl], label(c)+" ("+strings.Join(target, ", ")+")")
+			}
+			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+		}
+	}
+	fmt.Fprintln(w)
+	for _, cl := range ours {
+		if m := missed[cl]; len(m) > 0 {
+			fmt.Fprintf(w, "- %s: target **not met** in %s.\n", cl, strings.Join(m, "; "))
+		} else if rows[cl] == 0 {
+			fmt.Fprintf(w, "- %s: not measured.\n", cl)
+		} else {
+			fmt.Fprintf(w, "- %s: target met.\n", cl)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// verdict renders the units a target was missed in: "met" when none.
+func verdict(missed []string) string {
+	if len(missed) == 0 {
+		return "met"
+	}
+	return "**not met** (" + strings.Join(missed, ", ") + ")"
 }
 
 // splitClient splits "BenchmarkOverhead/base=inmem/method=POST/client=bare"
@@ -196,26 +280,41 @@ func splitClient(name string) (string, string, bool) {
 	return name[:i], name[i+len("/client="):], true
 }
 
-// label renders a case as "inmem POST, sequential"; a caller's key shows
-// as "with the caller's key" (key=none, the default, does not show).
+// label renders a case as "inmem POST with the caller's key, sequential".
+// key=caller is the caller's key for a POST and its correlation id for a
+// GET (all a GET carries); key=none is neither.
 func label(c string) string {
 	parts := strings.Split(c, "/")
 	mode := "sequential"
 	if parts[0] == "BenchmarkOverheadParallel" {
 		mode = "parallel"
 	}
+	kv := map[string]string{}
 	var vs []string
 	for _, p := range parts[1:] {
 		name, v, ok := strings.Cut(p, "=")
 		switch {
-		case !ok || name == "key" && v == "none":
+		case !ok:
+			vs = append(vs, p)
 		case name == "key":
-			vs = append(vs, "with the "+v+"'s key")
+			kv[name] = v
 		default:
+			kv[name] = v
 			vs = append(vs, v)
 		}
 	}
-	return strings.Join(vs, " ") + ", " + mode
+	s := strings.Join(vs, " ")
+	what := "key"
+	if kv["method"] == "GET" {
+		what = "correlation id"
+	}
+	switch kv["key"] {
+	case "caller":
+		s += " with the caller's " + what
+	case "none":
+		s += " without a " + what
+	}
+	return s + ", " + mode
 }
 
 func runs(vals map[key][]float64) int {
