@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"math"
+	"math/bits"
 	"net/http"
 	"slices"
 	"strings"
@@ -86,16 +87,16 @@ type Limiter interface {
 type Pacing struct {
 	HoldMargin  time.Duration // added to a window's reset, so that the next window's first request arrives after it rolled
 	DefaultHold time.Duration // the hold after a spent quota that says no reset time
-	// A scope is down when, over the current and the previous
-	// OutageWindow, at least OutageMinRequests requests ended and at least
-	// OutageFailureRatio of them failed (5xx, time-out, network), as
-	// Envoy's outlier detection and Finagle's failure accrual judge a rate
-	// rather than a run. While it is down one probe goes out every
-	// ProbeInterval; the first that succeeds brings it up.
-	OutageWindow       time.Duration
-	OutageMinRequests  int
-	OutageFailureRatio float64
-	ProbeInterval      time.Duration
+	// A scope is down when OutageFailures of its last OutageWindow
+	// requests failed (5xx, time-out, network): a failure rate over the
+	// last requests, as Finagle's failure accrual judges it, rather than a
+	// run of failures, which interleaved successes at any concurrency break
+	// up, or a rate over time, which the successes before an outage dilute.
+	// While it is down one probe goes out every ProbeInterval; the first
+	// that succeeds brings it up. See Record.
+	OutageWindow   int // at most 64
+	OutageFailures int
+	ProbeInterval  time.Duration
 	// The adaptive rate (AIMD), which follows 429s that say nothing of when
 	// to come back: see Decrease and Increase.
 	AdaptiveDecrease, AdaptiveIncrease, MinAdaptive float64
@@ -106,9 +107,8 @@ func DefaultPacing() Pacing {
 	return Pacing{
 		HoldMargin:         5 * time.Millisecond,
 		DefaultHold:        time.Second,
-		OutageWindow:       time.Second,
-		OutageMinRequests:  10,
-		OutageFailureRatio: 0.5,
+		OutageWindow:       20,
+		OutageFailures:     12,
 		ProbeInterval:      100 * time.Millisecond,
 		AdaptiveDecrease:   0.7,
 		AdaptiveIncrease:   0.02,
@@ -116,10 +116,16 @@ func DefaultPacing() Pacing {
 	}
 }
 
-// Down reports whether failed of total requests ended in the outage window
-// mark a scope as down.
-func (p Pacing) Down(failed, total int) bool {
-	return total >= p.OutageMinRequests && float64(failed) >= p.OutageFailureRatio*float64(total)
+// Record adds one request's end to outcomes, the scope's last requests as
+// bits (1 for a failure, the latest lowest), and reports whether the scope
+// is now down.
+func (p Pacing) Record(outcomes uint64, failed bool) (uint64, bool) {
+	outcomes <<= 1
+	if failed {
+		outcomes |= 1
+	}
+	outcomes &= 1<<p.OutageWindow - 1
+	return outcomes, bits.OnesCount64(outcomes) >= p.OutageFailures
 }
 
 // Decrease returns the adaptive rate after repeated 429s without guidance:
@@ -194,15 +200,11 @@ type scopeState struct {
 	throttles    int // 429s without guidance, each within a second of the last
 	lastThrottle time.Time
 
-	// Outage detection: outcomes in the current and the previous window.
-	healthStart time.Time
-	cur, prev   tally
-	down        bool
-	nextProbe   time.Time
+	// Outage detection: the last requests' ends (see Pacing.Record).
+	outcomes  uint64
+	down      bool
+	nextProbe time.Time
 }
-
-// tally counts the requests that ended in an outage window.
-type tally struct{ failed, total int }
 
 func (l *localLimiter) scope(name string) *scopeState {
 	if v, ok := l.scopes.Load(name); ok {
@@ -255,20 +257,9 @@ func (s *scopeState) measured() float64 {
 	return float64(max(s.prevSec.Load(), s.secSent.Load()))
 }
 
-// roll moves the outage windows to now. Call with mu held.
-func (s *scopeState) roll(now time.Time) {
-	switch d := now.Sub(s.healthStart); {
-	case d >= 2*pacing.OutageWindow || d < 0:
-		s.healthStart, s.cur, s.prev = now, tally{}, tally{}
-	case d >= pacing.OutageWindow:
-		s.healthStart, s.cur, s.prev = s.healthStart.Add(pacing.OutageWindow), tally{}, s.cur
-	}
-}
-
 // calm reports whether nothing is left to enforce at now. Call with mu held.
 func (s *scopeState) calm(now time.Time) bool {
-	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && !s.down &&
-		s.cur.failed == 0 && s.prev.failed == 0
+	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && !s.down && s.outcomes == 0
 }
 
 // plain reports whether a signal is a success that says nothing else.
@@ -475,23 +466,21 @@ func (s *scopeState) adapt(now time.Time, sig Signal) {
 func (s *scopeState) judge(now time.Time, sig Signal) {
 	switch {
 	case sig.Failed:
-		s.roll(now)
-		s.cur.failed++
-		s.cur.total++
+		var down bool
+		s.outcomes, down = pacing.Record(s.outcomes, true)
 		wait := cmp.Or(sig.CoolDown, pacing.ProbeInterval)
 		switch {
 		case s.down && sig.CoolDown > 0:
 			s.nextProbe = now.Add(wait) // a failed probe: the next after a cool-down
-		case !s.down && pacing.Down(s.cur.failed+s.prev.failed, s.cur.total+s.prev.total):
+		case !s.down && down:
 			s.down, s.nextProbe = true, now.Add(wait)
 		}
 	case sig.OK || sig.Throttled:
 		// An answer, even a 429: the provider is up.
 		if s.down {
-			s.down, s.cur, s.prev = false, tally{}, tally{}
+			s.down, s.outcomes = false, 0
 			return
 		}
-		s.roll(now)
-		s.cur.total++
+		s.outcomes, _ = pacing.Record(s.outcomes, false)
 	}
 }

@@ -276,24 +276,24 @@ func TestCountSendAcrossTimeLines(t *testing.T) {
 }
 
 // Alone, a call does not yield the probe past its bounds: the yield would
-// take it past MaxElapsedTime (10 × 10 ms + 90 ms + 50 ms > 210 ms), so it
+// take it past MaxElapsedTime (12 × 10 ms + 90 ms + 60 ms > 230 ms), so it
 // probes when the probe is due.
 func TestOutageProbeYieldStaysWithinTheCallsBounds(t *testing.T) {
-	s := newScript(t, failingThenOK(503, pacing.OutageMinRequests)...)
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageMinRequests + 1,
-		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 210 * time.Millisecond})
+	s := newScript(t, failingThenOK(503, pacing.OutageFailures)...)
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageFailures + 1, RetryBudgetRatio: -1,
+		InitialInterval: 10 * time.Millisecond, Multiplier: 1, MaxElapsedTime: 230 * time.Millisecond})
 	resp, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Len(t, s.Requests(), pacing.OutageMinRequests+1)
-	assert.Equal(t, 90*time.Millisecond, clk.Waits()[pacing.OutageMinRequests])
+	assert.Len(t, s.Requests(), pacing.OutageFailures+1)
+	assert.Equal(t, 90*time.Millisecond, clk.Waits()[pacing.OutageFailures])
 }
 
 func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
-	s := newScript(t, failingThenOK(503, pacing.OutageMinRequests+1)...)
+	s := newScript(t, failingThenOK(503, pacing.OutageFailures+1)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
 	var sources []WaitSource
-	for range pacing.OutageMinRequests {
+	for range pacing.OutageFailures {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -314,7 +314,7 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, []time.Duration{pacing.ProbeInterval, pacing.ProbeInterval}, clk.Waits(), "no wait once up")
-	assert.Len(t, s.Requests(), pacing.OutageMinRequests+3)
+	assert.Len(t, s.Requests(), pacing.OutageFailures+3)
 }
 
 // A failed probe costs its call an attempt: a call asks for the probe later
@@ -324,16 +324,16 @@ func TestOutageHoldsRequestsWhileAProbeFindsTheProviderBack(t *testing.T) {
 func TestOutageProbeGoesToTheCallWithMostAttemptsLeft(t *testing.T) {
 	s := newScript(t, status(503, ""))
 	const backoff = 10 * time.Millisecond
-	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageMinRequests + 1,
+	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: pacing.OutageFailures + 1, RetryBudgetRatio: -1,
 		InitialInterval: backoff, Multiplier: 1})
 	resp, err := getOnce(t, tr, s.URL)
 	require.NoError(t, err)
 	assert.Equal(t, 503, resp.StatusCode)
-	require.Len(t, s.Requests(), pacing.OutageMinRequests+1)
-	// Down after the tenth failure: the eleventh attempt waits out its
+	require.Len(t, s.Requests(), pacing.OutageFailures+1)
+	// Down after the twelfth failure: the next attempt waits out its
 	// backoff, then the rest of the probe interval and its yield.
-	want := slices.Repeat([]time.Duration{backoff}, pacing.OutageMinRequests)
-	want = append(want, 140*time.Millisecond) // 100 ms - 10 ms + 10 attempts × 5 ms
+	want := slices.Repeat([]time.Duration{backoff}, pacing.OutageFailures)
+	want = append(want, 150*time.Millisecond) // 100 ms - 10 ms + 12 attempts × 5 ms
 	assert.Equal(t, want, clk.Waits())
 
 	// A new call asks without a yield.
@@ -349,7 +349,7 @@ func TestOutageProbeGoesToTheCallWithMostAttemptsLeft(t *testing.T) {
 func TestOutageHoldPastDeadline(t *testing.T) {
 	s := newScript(t, status(503, ""))
 	tr, _ := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1})
-	for range pacing.OutageMinRequests {
+	for range pacing.OutageFailures {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -359,13 +359,13 @@ func TestOutageHoldPastDeadline(t *testing.T) {
 	resp, err := tr.RoundTrip(req)
 	assert.Nil(t, resp)
 	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.Len(t, s.Requests(), pacing.OutageMinRequests)
+	assert.Len(t, s.Requests(), pacing.OutageFailures)
 }
 
 func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
-	s := newScript(t, failingThenOK(500, pacing.OutageMinRequests)...)
+	s := newScript(t, failingThenOK(500, pacing.OutageFailures)...)
 	tr, clk := newTestTransport(t, nil, Policy{Name: "p", MaxAttempts: 1, BreakerCoolDown: 2 * time.Second})
-	for range pacing.OutageMinRequests {
+	for range pacing.OutageFailures {
 		_, err := getOnce(t, tr, s.URL)
 		require.NoError(t, err)
 	}
@@ -375,7 +375,7 @@ func TestCircuitBreakerFailsFastThenProbes(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	assert.True(t, errors.Is(err, ErrCircuitOpen))
 	assert.Equal(t, ClassServerError, e.Class)
-	assert.Len(t, s.Requests(), pacing.OutageMinRequests, "failed fast: nothing sent")
+	assert.Len(t, s.Requests(), pacing.OutageFailures, "failed fast: nothing sent")
 
 	clk.Sleep(context.Background(), 2*time.Second) // the cool-down passes
 	resp, err = getOnce(t, tr, s.URL)
@@ -468,7 +468,7 @@ func TestDownScopes(t *testing.T) {
 	lim := l.(Limiter)
 	ctx := context.Background()
 	assert.Empty(t, l.DownScopes())
-	for range pacing.OutageMinRequests {
+	for range pacing.OutageFailures {
 		require.NoError(t, lim.Observe(ctx, "p/b", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
 		require.NoError(t, lim.Observe(ctx, "p/a", t0, Signal{Limit: -1, Remaining: -1, Failed: true}))
 	}
@@ -478,39 +478,44 @@ func TestDownScopes(t *testing.T) {
 }
 
 // The account is held on evidence about the account only: a provider
-// failing across requests (a failure rate over a window, with a minimum
-// number of requests), not a run of failures at any concurrency, and not a
-// Retry-After on one 5xx.
-func TestOutageIsAFailureRate(t *testing.T) {
+// failing across its last requests, not a run of failures that interleaved
+// successes break up at any concurrency, and not a Retry-After on one 5xx.
+func TestOutageIsAFailureRateOverTheLastRequests(t *testing.T) {
 	lim := NewLimiter()
 	ctx := context.Background()
-	down := func() bool { return len(lim.(interface{ DownScopes() []string }).DownScopes()) > 0 }
+	downScopes := func() []string { return lim.(interface{ DownScopes() []string }).DownScopes() }
 	failed := Signal{Limit: -1, Remaining: -1, Failed: true}
 	ok := Signal{Limit: -1, Remaining: -1, OK: true}
-	now := t0
-	for i := range 200 { // one in three fails, at 16-way concurrency or not
+	for i := range 300 { // two in five fail, in any order
 		sig := ok
-		if i%3 == 0 {
+		if i%5 < 2 {
 			sig = failed
 		}
-		require.NoError(t, lim.Observe(ctx, "p", now, sig))
-		now = now.Add(5 * time.Millisecond)
+		require.NoError(t, lim.Observe(ctx, "p", t0, sig))
 	}
-	assert.False(t, down(), "a third of requests failing is not an outage")
+	assert.Empty(t, downScopes(), "two in five requests failing is not an outage")
 
-	for range pacing.OutageMinRequests - 1 {
-		require.NoError(t, lim.Observe(ctx, "q", now, failed))
+	// An outage after a long run of successes: the successes before it do
+	// not dilute it; the twelfth failure brings the scope down.
+	for range 500 {
+		require.NoError(t, lim.Observe(ctx, "q", t0, ok))
 	}
-	assert.False(t, down(), "too few requests to judge")
-	require.NoError(t, lim.Observe(ctx, "q", now, failed))
-	assert.True(t, down())
+	for range pacing.OutageFailures - 1 {
+		require.NoError(t, lim.Observe(ctx, "q", t0, failed))
+	}
+	assert.Empty(t, downScopes())
+	require.NoError(t, lim.Observe(ctx, "q", t0, failed))
+	assert.Equal(t, []string{"q"}, downScopes())
 
-	now = now.Add(3 * time.Second) // old failures leave the window
-	require.NoError(t, lim.Observe(ctx, "r", now, failed))
-	for range 5 {
-		require.NoError(t, lim.Observe(ctx, "r", now.Add(2*time.Second), failed))
+	// Interleaved with successes, twelve failures of the last twenty.
+	for i := range 20 {
+		sig := ok
+		if i%5 >= 2 {
+			sig = failed
+		}
+		require.NoError(t, lim.Observe(ctx, "r", t0, sig))
 	}
-	assert.Equal(t, []string{"q"}, lim.(interface{ DownScopes() []string }).DownScopes(), "six failures over three seconds")
+	assert.Equal(t, []string{"q", "r"}, downScopes())
 }
 
 func TestRetryAfterOnA5xxHoldsOnlyItsRequest(t *testing.T) {

@@ -316,12 +316,12 @@ func TestHolds(t *testing.T) {
 	assert.Less(t, gap, waits[hold].Sum+0.025, "the attempt starts when the hold ends")
 }
 
-// TestDownScopes takes a scope down with ten failed requests (the
+// TestDownScopes takes a scope down with failed requests in a row (the
 // limiter's threshold, payretry.DefaultPacing) and up again with a probe that
 // succeeds.
 func TestDownScopes(t *testing.T) {
 	tel := newTelemetry(t)
-	failures := payretry.DefaultPacing().OutageMinRequests
+	failures := payretry.DefaultPacing().OutageFailures
 	srv := newScripted(t, append(repeat(status(503), failures), status(201))...)
 	p := fast()
 	p.MaxAttempts = 1
