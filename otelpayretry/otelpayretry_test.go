@@ -325,6 +325,7 @@ func TestDownScopes(t *testing.T) {
 	srv := newScripted(t, append(repeat(status(503), failures), status(201))...)
 	p := fast()
 	p.MaxAttempts = 1
+	p.Limits = nil // no client-side bucket: only the outage holds
 	rt, err := otelpayretry.NewTransport(newBase(t), p, tel.options())
 	require.NoError(t, err)
 	for range failures {
