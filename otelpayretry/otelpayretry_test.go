@@ -325,7 +325,9 @@ func TestDownScopes(t *testing.T) {
 	srv := newScripted(t, append(repeat(status(503), failures), status(201))...)
 	p := fast()
 	p.MaxAttempts = 1
-	p.Limits = nil // no client-side bucket: only the outage holds
+	for i := range p.Limits {
+		p.Limits[i].Rate = 0 // the classes scope signals, no bucket holds: only the outage does
+	}
 	rt, err := otelpayretry.NewTransport(newBase(t), p, tel.options())
 	require.NoError(t, err)
 	for range failures {
