@@ -10,7 +10,8 @@ import (
 // scopeState is what one replica keeps of a scope between Redis calls: the
 // key, the success it will tell Redis with its next Take (see
 // Limiter.Observe), whether Redis said the scope was quiet at the last call,
-// and a hold or spent window Redis reported, until it ends.
+// a hold or spent window Redis reported, until it ends, and when its
+// requests waiting for a token may ask again (see gate).
 type scopeState struct {
 	key string // the scope's hash in Redis
 
