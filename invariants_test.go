@@ -218,6 +218,7 @@ func randomActions(c *choices) []action {
 // it (net/http keeps dialing after the attempt's context ends), so refusals
 // are not attempts one for one: the checks read the requests received.
 type stage struct {
+	id     string // on every request of this stage's call: a port the OS reuses may bring another's
 	srv    *httptest.Server
 	closed string
 	acts   []action
@@ -235,8 +236,12 @@ type event struct {
 }
 
 func newStage(t *testing.T, acts []action) *stage {
-	st := &stage{acts: acts, byConn: map[string]int{}, closed: closedPort(t)}
+	st := &stage{id: fmt.Sprint(rand.Uint64()), acts: acts, byConn: map[string]int{}, closed: closedPort(t)}
 	st.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Stage") != st.id {
+			w.WriteHeader(http.StatusTeapot) // not this stage's call
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		st.mu.Lock()
 		i := st.byConn[r.RemoteAddr]
@@ -303,6 +308,7 @@ func checkSequence(t *testing.T, c *choices) {
 	req, err := http.NewRequest(method, st.srv.URL+"/v1/payments/sale", stringsReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer old")
+	req.Header.Set("X-Stage", st.id)
 	if callerKey {
 		req.Header.Set("Idempotency-Key", "caller-key-1")
 	}
