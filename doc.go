@@ -26,15 +26,23 @@
 // Writes get an idempotency key before the first attempt, in a header or in a
 // JSON body field, and keep it on every retry, except where the provider
 // demands a new one after a definitive failure (ORZCash). After an unknown
-// outcome the key never changes. A key the caller set is respected.
+// outcome the key never changes. A key the caller set is respected. With
+// [WithOperation], the keys derive from the caller's id for the payment, so
+// that a restarted process resumes it without executing it twice.
+//
+// What happens after each attempt is decided in one place, a function with
+// no I/O that keeps every guarantee no policy can lift (see the README's
+// "What payretry guarantees"); [Attempt].Reason says why a failure was not
+// retried.
 //
 // # Pacing
 //
-// A [Limiter] holds requests while a provider's rate limit is spent
-// (Retry-After, X-RateLimit-*, the IETF RateLimit fields), enforces
-// client-side limits ([Limit]), lowers the rate after repeated 429s, and holds requests
-// while a provider is down until a probe succeeds. A retry budget keeps
-// retries a bounded fraction of traffic.
+// A [Limiter] holds a provider account only on evidence about it: quota
+// fields saying the window is spent (X-RateLimit-*, the IETF RateLimit
+// fields), a 429 and its Retry-After, or a failure rate across the last
+// requests (the provider is down, and a probe finds out when it is back). It
+// also enforces client-side limits ([Limit]) and lowers the rate after
+// repeated 429s. A retry budget keeps retries a bounded fraction of traffic.
 //
 // The package payretrytest simulates the four providers with faults on
 // demand, for tests.

@@ -28,7 +28,9 @@ type Policy struct {
 	Account string
 
 	// MaxAttempts is the number of attempts in total, the first included.
-	// 0 means 4; 1 means no retries.
+	// 0 means 4; 1 means no retries. A stored failure that the provider
+	// marks as replayed (an earlier call's answer, walked through when an
+	// operation resumes) does not count, at most MaxAttempts times.
 	MaxAttempts int
 	// InitialInterval is the first backoff interval (default 500ms).
 	InitialInterval time.Duration
@@ -68,7 +70,9 @@ type Policy struct {
 	Rules map[Class]Rule
 	// Classify maps the outcome of one attempt to its class. nil means the
 	// package-level [Classify]. When resp is not a 2xx, resp.Body may be read
-	// freely: the transport restores it. For errors, the transport afterwards
+	// freely: it is a copy of the first 64 KiB, and the caller's stays whole;
+	// a 2xx body must not be read. For errors, the transport classes the
+	// caller's own cancellation as ClassCanceled whatever Classify says, and
 	// corrects Network and Timeout with what it saw on the wire.
 	Classify func(resp *http.Response, err error) Class
 
