@@ -105,14 +105,14 @@ type Pacing struct {
 // DefaultPacing returns the numbers of payretry's own pacing.
 func DefaultPacing() Pacing {
 	return Pacing{
-		HoldMargin:         5 * time.Millisecond,
-		DefaultHold:        time.Second,
-		OutageWindow:       20,
-		OutageFailures:     12,
-		ProbeInterval:      100 * time.Millisecond,
-		AdaptiveDecrease:   0.7,
-		AdaptiveIncrease:   0.02,
-		MinAdaptive:        1,
+		HoldMargin:       5 * time.Millisecond,
+		DefaultHold:      time.Second,
+		OutageWindow:     20,
+		OutageFailures:   12,
+		ProbeInterval:    100 * time.Millisecond,
+		AdaptiveDecrease: 0.7,
+		AdaptiveIncrease: 0.02,
+		MinAdaptive:      1,
 	}
 }
 

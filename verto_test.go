@@ -236,4 +236,3 @@ func TestVerto_429RetriedWithBackoff(t *testing.T) {
 	pv.waited(time.Second, 2*time.Second)
 	assert.Equal(t, []WaitSource{WaitBackoff, WaitBackoff, WaitNone}, pv.waitSources())
 }
-
