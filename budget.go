@@ -1,71 +1,58 @@
 package payretry
 
-import (
-	"math"
-	"sync/atomic"
-)
+import "sync"
 
 // retryBudget keeps retries a bounded fraction of a Transport's traffic, in the
 // spirit of gRPC's retryThrottling and the AWS SDK's retry quota: every first
-// attempt earns ratio tokens, up to burst; every retry costs one, given back
-// when the retry succeeds (a retry that works adds no load worth bounding).
-// When no whole token is left, failures are returned at once instead of
-// retried. First attempts are never blocked by it. During an outage, where
-// retries fail, they are about ratio of the first attempts.
-//
-// Tokens are kept in millionths in one atomic integer: the first attempt of
-// every call touches it, so it takes no lock.
+// attempt earns ratio tokens, up to burst; every retry sent costs one, given
+// back when the retry succeeds (a retry that works adds no load worth
+// bounding). When no whole token is left, failures are returned at once
+// instead of retried. First attempts are never blocked by it. During an
+// outage, where retries fail, they are about ratio of the first attempts.
+// A nil budget is off: it always has a retry.
 type retryBudget struct {
-	micro atomic.Int64
-	ratio int64 // per first attempt, in millionths
-	burst int64 // in millionths
+	mu           sync.Mutex
+	tokens       float64
+	ratio, burst float64
 }
-
-const budgetUnit = 1_000_000
 
 func newRetryBudget(ratio float64, burst int) *retryBudget {
 	if ratio < 0 {
-		return nil // disabled
+		return nil // off
 	}
-	b := &retryBudget{ratio: int64(math.Round(ratio * budgetUnit)), burst: int64(burst) * budgetUnit}
-	b.micro.Store(b.burst)
-	return b
+	return &retryBudget{tokens: float64(burst), ratio: ratio, burst: float64(burst)}
 }
 
 // add moves the balance by d, within [0, burst].
-func (b *retryBudget) add(d int64) {
-	for {
-		old := b.micro.Load()
-		next := max(0, min(b.burst, old+d))
-		if next == old || b.micro.CompareAndSwap(old, next) {
-			return
-		}
+func (b *retryBudget) add(d float64) {
+	if b == nil {
+		return
 	}
+	b.mu.Lock()
+	b.tokens = max(0, min(b.burst, b.tokens+d))
+	b.mu.Unlock()
 }
 
 // earn records a first attempt.
 func (b *retryBudget) earn() {
-	if b != nil && b.ratio > 0 {
+	if b != nil {
 		b.add(b.ratio)
 	}
 }
 
 // refund gives back the token of a retry that succeeded.
-func (b *retryBudget) refund() {
-	if b != nil {
-		b.add(budgetUnit)
-	}
-}
+func (b *retryBudget) refund() { b.add(1) }
 
 // charge takes one token for a retry sent. Calls that decided together on
 // the last token all go: the budget bounds retries over time, not each one.
-func (b *retryBudget) charge() {
-	if b != nil {
-		b.add(-budgetUnit)
-	}
-}
+func (b *retryBudget) charge() { b.add(-1) }
 
 // has reports whether a retry could be paid for now.
 func (b *retryBudget) has() bool {
-	return b == nil || b.micro.Load() >= budgetUnit
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tokens >= 1
 }
