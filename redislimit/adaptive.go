@@ -1,7 +1,6 @@
 package redislimit
 
 import (
-	"math"
 	"sync"
 	"time"
 
@@ -9,20 +8,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// The adaptive rate (AIMD) of payretry's in-process limiter, kept per
-// replica: it answers repeated 429s that say nothing of when to come back by
-// lowering the replica's sending rate to 0.7 × its measured rate, and raises
-// it again with each success. Each replica measures and lowers its own rate,
-// so together they lower the combined rate by the same factor; what the
-// provider says outright (a Retry-After, a window's reset and remaining) is
-// shared through Redis instead. The constants are payretry's.
-const (
-	aimdDecrease = 0.7
-	aimdIncrease = 0.02
-	minAdaptive  = 1.0 // requests per second
-)
-
+// adaptiveSet keeps the adaptive rate (AIMD) of payretry's in-process
+// limiter per replica: it answers repeated 429s that say nothing of when to
+// come back by lowering the replica's sending rate below its measured rate,
+// and raises it again with each success, by the root's own arithmetic
+// (payretry.Pacing's Decrease and Increase). Each replica measures and
+// lowers its own rate, so together they lower the combined rate by the same
+// factor; what the provider says outright (a Retry-After, a window's reset
+// and remaining) is shared through Redis instead.
 type adaptiveSet struct {
+	pacing payretry.Pacing
+
 	mu     sync.Mutex
 	scopes map[string]*adaptiveState
 }
@@ -104,23 +100,25 @@ func (a *adaptiveSet) observe(scope string, now time.Time, sig payretry.Signal) 
 	}
 	switch {
 	case blind && s.throttles >= 2:
-		cur := float64(max(s.prevSec, s.secSent))
+		cur := 0.0 // none yet
 		if s.lim != nil {
-			cur = min(cur, float64(s.lim.Limit()))
+			cur = float64(s.lim.Limit())
 		}
-		next := max(minAdaptive, cur*aimdDecrease)
+		next := a.pacing.Decrease(cur, s.measured())
 		if s.lim == nil {
 			s.lim = rate.NewLimiter(rate.Limit(next), 1)
 		} else {
 			s.lim.SetLimitAt(now, rate.Limit(next))
 		}
 	case sig.OK && s.lim != nil:
-		cur := float64(s.lim.Limit())
-		next := cur + max(aimdIncrease*cur, 0.1)
-		if measured := float64(max(s.prevSec, s.secSent)); next > 2*measured+10 || math.IsInf(next, 1) {
-			s.lim = nil // no longer binding
-		} else {
+		if next, binds := a.pacing.Increase(float64(s.lim.Limit()), s.measured()); binds {
 			s.lim.SetLimitAt(now, rate.Limit(next))
+		} else {
+			s.lim = nil
 		}
 	}
 }
+
+// measured is the replica's sending rate over the last whole second, in
+// requests per second.
+func (s *adaptiveState) measured() float64 { return float64(max(s.prevSec, s.secSent)) }

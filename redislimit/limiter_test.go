@@ -371,6 +371,39 @@ func TestAdaptiveRateStaysLocal(t *testing.T) {
 	assert.Zero(t, d)
 }
 
+// The adaptive rate moves by payretry.Pacing's arithmetic, not a copy of
+// its own: with other numbers, it moves otherwise.
+func TestAdaptiveRateFollowsPacing(t *testing.T) {
+	srv := startRedis(t)
+	p := payretry.DefaultPacing()
+	p.AdaptiveDecrease, p.AdaptiveIncrease = 0.5, 1
+	l := newLimiter(newClient(t, srv.Addr), Options{Logger: quiet()}, p)
+	blind := noSignal()
+	blind.Throttled = true
+	now := time.Now()
+	for range 20 {
+		d, _, err := l.Take(bg, "p/pay", nil, now)
+		require.NoError(t, err)
+		require.Zero(t, d)
+	}
+	require.NoError(t, l.Observe(bg, "p/pay", now, blind))
+	require.NoError(t, l.Observe(bg, "p/pay", now, blind))
+	// 0.5 of the measured 20/s: 10/s.
+	d, _, err := l.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	require.Zero(t, d)
+	d, _, err = l.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	assert.InDelta(t, time.Second/10, d, float64(5*time.Millisecond), "Decrease: 0.5 of 20/s")
+	// A success adds AdaptiveIncrease of it back: 20/s.
+	ok := noSignal()
+	ok.OK = true
+	require.NoError(t, l.Observe(bg, "p/pay", now, ok))
+	d, _, err = l.Take(bg, "p/pay", nil, now)
+	require.NoError(t, err)
+	assert.InDelta(t, time.Second/20, d, float64(5*time.Millisecond), "Increase: twice 10/s")
+}
+
 func TestFallbackWhenRedisIsDown(t *testing.T) {
 	srv := startRedis(t)
 	var lines logs

@@ -221,8 +221,14 @@ type Limiter struct {
 
 var _ payretry.Limiter = (*Limiter)(nil)
 
-// New returns a Limiter that keeps its state in Redis through client.
+// New returns a Limiter that keeps its state in Redis through client. It
+// paces by [payretry.DefaultPacing], as the in-process limiter does.
 func New(client redis.UniversalClient, opts Options) *Limiter {
+	return newLimiter(client, opts, payretry.DefaultPacing())
+}
+
+// newLimiter returns a Limiter that paces by p.
+func newLimiter(client redis.UniversalClient, opts Options, p payretry.Pacing) *Limiter {
 	if opts.Prefix == "" {
 		opts.Prefix = "payretry"
 	}
@@ -246,8 +252,9 @@ func New(client redis.UniversalClient, opts Options) *Limiter {
 	}
 	return &Limiter{
 		client: client, opts: opts, fallback: opts.Fallback, log: opts.Logger,
-		ttl:    strconv.FormatInt(max(1, opts.KeyTTL.Milliseconds()), 10),
-		inline: honoursDeadlines(client),
+		ttl:      strconv.FormatInt(max(1, opts.KeyTTL.Milliseconds()), 10),
+		inline:   honoursDeadlines(client),
+		adaptive: adaptiveSet{pacing: p},
 	}
 }
 
