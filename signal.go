@@ -2,6 +2,8 @@ package payretry
 
 import (
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -204,169 +206,44 @@ func firstInt(v string) (int, bool) {
 	return int(min(n, 1<<31-1)), ok
 }
 
-// sfItem is a Structured Fields (RFC 9651) list member with its integer
-// parameters; other parameter types are checked and skipped.
+// sfItem is a Structured Fields (RFC 9651) list member's integer
+// parameters; parameters of other types are checked and skipped.
 type sfItem struct {
 	params map[string]int
 }
 
-// parseSFList parses the List members of one or more field lines: items
-// (string, token or integer) each with parameters. Any syntax error makes the
-// whole field malformed (ok false), as RFC 9651 §4.2 requires.
+// The grammar of RFC 9651 §3.1 for the Lists that RateLimit and
+// RateLimit-Policy are: items (an integer, decimal, string, token, byte
+// sequence or boolean) with parameters; no inner lists.
+const (
+	sfBare  = `(?:-?[0-9]{1,15}(?:\.[0-9]{1,3})?|"(?:[ !#-\[\]-~]|\\["\\])*"|[A-Za-z*][!#-'*+\-.^_` + "`" + `|~0-9A-Za-z:/]*|:[A-Za-z0-9+/=]*:|\?[01])`
+	sfParam = `;[ ]*([a-z*][a-z0-9_\-.*]*)(?:=(` + sfBare + `))?`
+	sfItemP = sfBare + `((?:` + sfParam + `)*)`
+)
+
+var (
+	sfListRe  = regexp.MustCompile(`^[ \t]*` + sfItemP + `(?:[ \t]*,[ \t]*` + sfItemP + `)*[ \t]*$`)
+	sfItemRe  = regexp.MustCompile(sfItemP)
+	sfParamRe = regexp.MustCompile(sfParam)
+)
+
+// parseSFList parses the List members of one or more field lines. Any
+// syntax error makes the whole field malformed (ok false), as RFC 9651 §4.2
+// requires.
 func parseSFList(lines []string) ([]sfItem, bool) {
-	if len(lines) == 0 {
+	s := strings.Join(lines, ",")
+	if len(lines) == 0 || !sfListRe.MatchString(s) {
 		return nil, false
 	}
-	p := sfParser{s: strings.Join(lines, ",")}
 	var items []sfItem
-	p.ows()
-	for !p.done() {
-		it, ok := p.item()
-		if !ok {
-			return nil, false
+	for _, m := range sfItemRe.FindAllStringSubmatch(s, -1) {
+		it := sfItem{params: map[string]int{}}
+		for _, p := range sfParamRe.FindAllStringSubmatch(m[1], -1) {
+			if n, err := strconv.Atoi(p[2]); err == nil && n >= 0 {
+				it.params[p[1]] = n
+			}
 		}
 		items = append(items, it)
-		p.ows()
-		if p.done() {
-			break
-		}
-		if p.s[p.i] != ',' {
-			return nil, false
-		}
-		p.i++
-		p.ows()
-		if p.done() {
-			return nil, false // trailing comma
-		}
 	}
-	return items, len(items) > 0
-}
-
-type sfParser struct {
-	s string
-	i int
-}
-
-func (p *sfParser) done() bool { return p.i >= len(p.s) }
-
-func (p *sfParser) ows() {
-	for !p.done() && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
-		p.i++
-	}
-}
-
-func (p *sfParser) item() (sfItem, bool) {
-	if _, ok := p.bareItem(); !ok {
-		return sfItem{}, false
-	}
-	it := sfItem{params: map[string]int{}}
-	for !p.done() && p.s[p.i] == ';' {
-		p.i++
-		for !p.done() && p.s[p.i] == ' ' {
-			p.i++
-		}
-		key := p.key()
-		if key == "" {
-			return sfItem{}, false
-		}
-		if p.done() || p.s[p.i] != '=' {
-			continue // boolean true
-		}
-		p.i++
-		v, ok := p.bareItem()
-		if !ok {
-			return sfItem{}, false
-		}
-		if n, isInt := v.(int); isInt {
-			it.params[key] = n
-		}
-	}
-	return it, true
-}
-
-func (p *sfParser) key() string {
-	start := p.i
-	for !p.done() {
-		c := p.s[p.i]
-		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == '*' ||
-			(p.i == start && c == '*') {
-			p.i++
-			continue
-		}
-		break
-	}
-	if start == p.i || !(p.s[start] >= 'a' && p.s[start] <= 'z' || p.s[start] == '*') {
-		return ""
-	}
-	return p.s[start:p.i]
-}
-
-// bareItem parses an integer (returned as int), a string, a token, a byte
-// sequence or a boolean (returned as nil).
-func (p *sfParser) bareItem() (any, bool) {
-	if p.done() {
-		return nil, false
-	}
-	switch c := p.s[p.i]; {
-	case c == '-' || (c >= '0' && c <= '9'):
-		start := p.i
-		if c == '-' {
-			p.i++
-		}
-		digits := p.i
-		for !p.done() && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
-			p.i++
-		}
-		if p.i == digits || p.i-digits > 15 {
-			return nil, false
-		}
-		if !p.done() && p.s[p.i] == '.' {
-			p.i++ // a decimal: valid, but not an integer parameter
-			for !p.done() && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
-				p.i++
-			}
-			return nil, true
-		}
-		n, _ := parseDigits(p.s[digits:p.i])
-		if p.s[start] == '-' {
-			return nil, true // negative counts are meaningless here
-		}
-		return int(n), true
-	case c == '"':
-		p.i++
-		for !p.done() {
-			switch p.s[p.i] {
-			case '\\':
-				p.i += 2
-			case '"':
-				p.i++
-				return nil, true
-			default:
-				if p.s[p.i] < 0x20 || p.s[p.i] > 0x7e {
-					return nil, false
-				}
-				p.i++
-			}
-		}
-		return nil, false
-	case c == ':':
-		end := strings.IndexByte(p.s[p.i+1:], ':')
-		if end < 0 {
-			return nil, false
-		}
-		p.i += end + 2
-		return nil, true
-	case c == '?':
-		if p.i+1 < len(p.s) && (p.s[p.i+1] == '0' || p.s[p.i+1] == '1') {
-			p.i += 2
-			return nil, true
-		}
-		return nil, false
-	case c == '*' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'):
-		for !p.done() && strings.IndexByte(" ,;\t=", p.s[p.i]) < 0 && p.s[p.i] > 0x20 && p.s[p.i] < 0x7f {
-			p.i++
-		}
-		return nil, true
-	}
-	return nil, false
+	return items, true
 }
