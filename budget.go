@@ -2,14 +2,9 @@ package payretry
 
 import "sync"
 
-// retryBudget keeps retries a bounded fraction of a Transport's traffic, in the
-// spirit of gRPC's retryThrottling and the AWS SDK's retry quota: every first
-// attempt earns ratio tokens, up to burst; every retry sent costs one, given
-// back when the retry succeeds (a retry that works adds no load worth
-// bounding). When no whole token is left, failures are returned at once
-// instead of retried. First attempts are never blocked by it. During an
-// outage, where retries fail, they are about ratio of the first attempts.
-// A nil budget is off: it always has a retry.
+// retryBudget keeps retries a bounded fraction of a Transport's traffic, like
+// gRPC's retryThrottling and the AWS SDK's retry quota (see
+// Policy.RetryBudgetRatio). A nil budget is off: it always has a retry.
 type retryBudget struct {
 	mu           sync.Mutex
 	tokens       float64

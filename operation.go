@@ -42,18 +42,10 @@ func operation(ctx context.Context) (string, bool) {
 // keySpace is the name space of derived keys (RFC 9562 §5.5).
 var keySpace = uuid.MustParse("11e55433-6391-490f-86d1-4df2bc08def4")
 
-// derivedKey returns the nth key (0 for the first) of the chain that base
-// (an operation id, or a caller's own key) starts for policy p: a version-5
-// UUID of the provider's name, the account, the kind of value and base.
-//
-// A derived key is no weaker than a random one for this use. An idempotency
-// key is not a secret (it travels beside the credentials that make it
-// usable, and a provider scopes it to the account); it only has to be
-// unique per payment within the provider's retention window. Version-5
-// UUIDs of distinct inputs differ with the odds of 122 random bits, so they
-// are unique exactly as long as operation ids are unique per account, which
-// is what the caller's own ledger relies on already; and a key that repeats
-// for the same operation is the point.
+// derivedKey returns the nth key (0 for the first) of the chain that base (an
+// operation id, or a caller's own key) starts: a version-5 UUID of the
+// policy's Name and Account, kind and base. Why that is no weaker than a
+// random key: README, "Across restarts".
 func (p *Policy) derivedKey(kind, base string, n int) string {
 	name := p.Name + "\x00" + p.Account + "\x00" + kind + "\x00" + base + "\x00" + strconv.Itoa(n)
 	return uuid.NewSHA1(keySpace, []byte(name)).String()

@@ -80,13 +80,9 @@ func (c *call) throttle() error {
 			return e
 		}
 		if y := time.Duration(c.st.attempts) * probeYield; src == WaitOutage && d+y <= c.left(now) {
-			// The next probe goes to the first call that asks once this
-			// wait is over, and a failed probe costs its call an attempt.
-			// A call asks later by probeYield for each attempt it made,
-			// so that the probe goes to the call with the most attempts
-			// left: a payment does not spend its last attempt on a
-			// provider that may still be down while others could. It
-			// yields only within its bounds: alone, it still probes.
+			// A failed probe costs its call an attempt: a call asks later by
+			// probeYield per attempt made, so that the probe goes to the
+			// call with the most attempts left, within its bounds.
 			d += y
 		}
 		if err := t.sleep(ctx, d); err != nil {
