@@ -20,6 +20,9 @@ import (
 
 var bg = context.Background()
 
+// pacing is what New paces by.
+var pacing = payretry.DefaultPacing()
+
 func pair(t *testing.T, opts Options) (*Limiter, *Limiter) {
 	srv := startRedis(t)
 	if opts.Logger == nil {
@@ -81,7 +84,7 @@ func TestWindowCountsAllReplicas(t *testing.T) {
 		granted++
 	}
 	assert.Equal(t, 10, granted, "the two replicas together send the window's limit, not twice it")
-	assert.InDelta(t, time.Second+holdMargin, wait, float64(150*time.Millisecond), "held until the reset")
+	assert.InDelta(t, time.Second+pacing.HoldMargin, wait, float64(150*time.Millisecond), "held until the reset")
 
 	// The window rolls on Redis time: both go again.
 	time.Sleep(wait)
@@ -217,7 +220,7 @@ func TestOneProbePerIntervalAcrossReplicas(t *testing.T) {
 	}
 	d, src := take(t, b, "p/pay")
 	assert.Equal(t, payretry.WaitOutage, src)
-	assert.InDelta(t, probeInterval, d, float64(50*time.Millisecond), "down after five failures in a row, counted across replicas")
+	assert.InDelta(t, pacing.ProbeInterval, d, float64(50*time.Millisecond), "down after five failures in a row, counted across replicas")
 
 	for round := range 3 {
 		time.Sleep(d + 5*time.Millisecond)
@@ -268,6 +271,43 @@ func TestOneProbePerIntervalAcrossReplicas(t *testing.T) {
 	d, src = take(t, b, "p/q")
 	assert.Equal(t, payretry.WaitOutage, src)
 	assert.InDelta(t, 700*time.Millisecond, d, float64(100*time.Millisecond))
+}
+
+// The scripts take the pacing numbers from payretry.Pacing as arguments:
+// with other numbers, they hold otherwise.
+func TestScriptsPaceByPacing(t *testing.T) {
+	srv := startRedis(t)
+	p := payretry.DefaultPacing()
+	p.HoldMargin, p.DefaultHold, p.ProbeInterval = 40*time.Millisecond, 300*time.Millisecond, 250*time.Millisecond
+	require.NotEqual(t, pacing, p)
+	l := newLimiter(newClient(t, srv.Addr), Options{Logger: quiet()}, p)
+
+	spent := noSignal()
+	spent.OK, spent.Remaining = true, 0
+	require.NoError(t, l.Observe(bg, "p/nowindow", time.Now(), spent))
+	d, src := take(t, l, "p/nowindow")
+	assert.Equal(t, payretry.WaitRetryAfter, src)
+	assert.InDelta(t, p.DefaultHold, d, float64(30*time.Millisecond), "spent without a reset: DefaultHold")
+
+	require.NoError(t, l.Observe(bg, "p/window", time.Now(), okSignal(1, 0, time.Now().Add(200*time.Millisecond))))
+	d, src = take(t, l, "p/window")
+	assert.Equal(t, payretry.WaitRateLimit, src)
+	assert.InDelta(t, 200*time.Millisecond+p.HoldMargin, d, float64(20*time.Millisecond), "until the reset, plus HoldMargin")
+
+	fail := noSignal()
+	fail.Failed = true
+	for range outageThreshold {
+		require.NoError(t, l.Observe(bg, "p/down", time.Now(), fail))
+	}
+	d, src = take(t, l, "p/down")
+	assert.Equal(t, payretry.WaitOutage, src)
+	assert.InDelta(t, p.ProbeInterval, d, float64(30*time.Millisecond), "the next probe after ProbeInterval")
+	time.Sleep(d)
+	d, src = take(t, l, "p/down")
+	require.Equal(t, payretry.WaitOutage, src)
+	require.Zero(t, d, "the probe")
+	d, _ = take(t, l, "p/down")
+	assert.InDelta(t, p.ProbeInterval, d, float64(30*time.Millisecond), "the probe after it, ProbeInterval later")
 }
 
 func TestKeysAreNamespacedAndExpire(t *testing.T) {

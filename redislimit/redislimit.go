@@ -204,8 +204,8 @@ type Limiter struct {
 	opts     Options
 	fallback payretry.Limiter
 	log      *slog.Logger
-	ttl      string // KeyTTL in ms, as a script argument
-	inline   bool   // the client honours context deadlines: see run
+	common   []any // every script's first arguments: see commonArgs
+	inline   bool  // the client honours context deadlines: see run
 
 	scopes     sync.Map // scope -> *scopeState
 	bucketKeys sync.Map // provider+"\x00"+limit name -> key
@@ -252,7 +252,7 @@ func newLimiter(client redis.UniversalClient, opts Options, p payretry.Pacing) *
 	}
 	return &Limiter{
 		client: client, opts: opts, fallback: opts.Fallback, log: opts.Logger,
-		ttl:      strconv.FormatInt(max(1, opts.KeyTTL.Milliseconds()), 10),
+		common:   commonArgs(opts.KeyTTL, p),
 		inline:   honoursDeadlines(client),
 		adaptive: adaptiveSet{pacing: p},
 	}
@@ -302,14 +302,14 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 	aw, res := l.adaptive.reserve(scope, now)
 	keys := make([]string, 1, 1+len(limits))
 	keys[0] = s.key
-	args := make([]any, 3, 3+observationArgs+2*len(limits))
-	args[0], args[1] = ceilMicros(aw), l.ttl
+	args := make([]any, 0, len(l.common)+2+observationArgs+2*len(limits))
+	args = append(args, l.common...)
 	sig, at, carried := s.takePending()
 	if carried {
-		args[2] = 1
+		args = append(args, ceilMicros(aw), 1)
 		args = appendObservation(args, sig, now, max(0, now.Sub(at)))
 	} else {
-		args[2] = 0
+		args = append(args, ceilMicros(aw), 0)
 		args = append(args, noObservation[:]...)
 	}
 	for i := range limits {
@@ -394,8 +394,9 @@ func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig 
 	if !ok {
 		return nil
 	}
-	args := appendObservation(make([]any, 0, observationArgs+1), sig, now, 0)
-	v, err := l.run(ctx, observeScript, []string{s.key}, append(args, l.ttl)...)
+	args := append(make([]any, 0, len(l.common)+observationArgs), l.common...)
+	args = appendObservation(args, sig, now, 0)
+	v, err := l.run(ctx, observeScript, []string{s.key}, args...)
 	if err == nil && len(v) != 1 {
 		err = fmt.Errorf("redislimit: unexpected script reply %v", v)
 	}

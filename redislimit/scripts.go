@@ -5,16 +5,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/payretry/payretry"
 	"github.com/redis/go-redis/v9"
 )
 
-// Constants of payretry's in-process limiter, which this one mirrors
-// (throttle.go: holdMargin, defaultHold, outageThreshold, probeInterval).
+// redislimit's own numbers, which payretry's in-process limiter does not
+// need. The pacing rules' numbers are payretry.Pacing's (see commonArgs).
 const (
-	holdMargin      = 5 * time.Millisecond
-	defaultHold     = time.Second
-	outageThreshold = 5
-	probeInterval   = 100 * time.Millisecond
 	// windowTolerance: two replicas that read the same window's reset time
 	// anchor it on Redis time a few milliseconds apart (the time between
 	// their clock read and the script); resets this close are the same
@@ -28,6 +25,8 @@ const (
 	// that gap landed in the next window and made its 101st request a 429,
 	// whose Retry-After then held every replica for a second.
 	boundaryGuard = 50 * time.Millisecond
+	// outageThreshold consecutive failures mark a scope as down.
+	outageThreshold = 5
 )
 
 // Wait sources as the scripts return them. srcWindow is a spent window,
@@ -68,6 +67,16 @@ const (
 // theoretical arrival time (tat). It expires when the bucket is full again,
 // so an expired key and a full bucket are the same thing.
 //
+// Every script takes first the arguments that commonArgs returns:
+// the idle TTL (ms) and the numbers of payretry.Pacing it needs, so that
+// they are the root package's, never a copy in the Lua text:
+//
+//	ARGV[1]  idle TTL (ms)
+//	ARGV[2]  Pacing.HoldMargin (µs)
+//	ARGV[3]  Pacing.DefaultHold (µs)
+//	ARGV[4]  Pacing.ProbeInterval (µs)
+//	ARGV[5]  failures in a row that take a scope down
+//
 // An observation is nine arguments, from ARGV[i] on:
 //
 //	i    1 if it has a Retry-After; i+1 its end from now (µs)
@@ -85,6 +94,9 @@ if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function d(x) return string.format('%d', x) end
+local ttl = tonumber(ARGV[1])
+local holdMargin, defaultHold, probeInterval = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local outageThreshold = tonumber(ARGV[5])
 local f = redis.call('HMGET', KEYS[1], 'hold', 'limit', 'reset', 'sent', 'used', 'failures', 'down', 'probe', 'prev', 'carry', 'lastfail')
 local hold = tonumber(f[1]) or 0
 local limit = tonumber(f[2]) or -1
@@ -97,7 +109,7 @@ local probe = tonumber(f[8]) or 0
 local prev = tonumber(f[9]) or 0
 local carry = tonumber(f[10]) or 0
 local lastfail = tonumber(f[11]) or 0
-local function save(ttl)
+local function save()
   redis.call('HSET', KEYS[1], 'hold', d(hold), 'limit', d(limit), 'reset', d(reset), 'sent', d(sent),
     'used', d(used), 'failures', d(failures), 'down', d(down), 'probe', d(probe), 'prev', d(prev),
     'carry', d(carry), 'lastfail', d(lastfail))
@@ -130,13 +142,13 @@ local function observe(i)
     end
     if same and remaining >= 0 and limit >= 0 then used = math.max(used, limit - remaining) end
   elseif not hasReset and remaining == 0 and not hasRetry then
-    if now + DEFAULT_HOLD > hold then hold = now + DEFAULT_HOLD end
+    if now + defaultHold > hold then hold = now + defaultHold end
   end
   if kind == 'f' then
     failures, lastfail = failures + 1, now
-    if failures >= OUTAGE_THRESHOLD then
+    if failures >= outageThreshold then
       local w = cool
-      if w <= 0 then w = PROBE_INTERVAL end
+      if w <= 0 then w = probeInterval end
       if down == 0 or cool > 0 then probe = now + w end
       down = 1
     end
@@ -155,26 +167,28 @@ end
 // in-process limiter.
 //
 //	KEYS[1]   scope state; KEYS[2..] token buckets
-//	ARGV[1]   the replica's own adaptive-rate wait (µs), 0 if none
-//	ARGV[2]   idle TTL (ms)
-//	ARGV[3]   1 if an observation follows in ARGV[4..12], else 0
-//	ARGV[11+2i], ARGV[12+2i]   bucket i: emission interval (µs), burst
+//	ARGV[1..C]  the common arguments (C = len(commonArgs))
+//	ARGV[C+1]   the replica's own adaptive-rate wait (µs), 0 if none
+//	ARGV[C+2]   1 if an observation follows in ARGV[C+3..C+2+O], else 0
+//	            (O = observationArgs)
+//	ARGV[B+2i-1], ARGV[B+2i]   bucket i: emission interval (µs), burst
+//	            (B = C+2+O)
 //
 // It returns {wait µs, source, quiet, next}: next is how long until the
 // token buckets have a token again (µs; 0 if one is left), -1 when the hold,
 // the outage or the window answered before the buckets were looked at.
 var takeScript = redis.NewScript(scriptConsts(luaCommon + `
-local ttl = tonumber(ARGV[2])
 local dirty = false
-if ARGV[3] == '1' then observe(4); dirty = true end
+if ARGV[COMMON_ARGS + 2] == '1' then observe(COMMON_ARGS + 3); dirty = true end
+local b = COMMON_ARGS + 2 + OBSERVATION_ARGS
 if now < hold then
-  if dirty then save(ttl) end
+  if dirty then save() end
   return {hold - now, SRC_RETRY_AFTER, quiet(), -1}
 end
 local probing = false
 if down == 1 then
   if now < probe then
-    if dirty then save(ttl) end
+    if dirty then save() end
     return {probe - now, SRC_OUTAGE, 0, -1}
   end
   probing = true
@@ -185,15 +199,15 @@ if reset > 0 and now >= reset then
   reset, sent, used, prev, carry, dirty = 0, carry, 0, reset, 0, true
 end
 if limit >= 0 and math.max(sent, used) >= limit then
-  if reset == 0 then reset, dirty = now + DEFAULT_HOLD, true end
-  if dirty then save(ttl) end
-  return {reset - now + HOLD_MARGIN, SRC_WINDOW, quiet(), -1}
+  if reset == 0 then reset, dirty = now + defaultHold, true end
+  if dirty then save() end
+  return {reset - now + holdMargin, SRC_WINDOW, quiet(), -1}
 end
-local wait = tonumber(ARGV[1])
+local wait = tonumber(ARGV[COMMON_ARGS + 1])
 local tats = {}
 for i = 1, #KEYS - 1 do
-  local T = tonumber(ARGV[11 + 2 * i])
-  local burst = tonumber(ARGV[12 + 2 * i])
+  local T = tonumber(ARGV[b + 2 * i - 1])
+  local burst = tonumber(ARGV[b + 2 * i])
   local tat = math.max(tonumber(redis.call('GET', KEYS[i + 1])) or now, now)
   -- Full bucket: tat <= now. A request may go while at least one token is
   -- left, that is while tat - now <= (burst - 1) * T.
@@ -202,7 +216,7 @@ for i = 1, #KEYS - 1 do
   tats[i] = tat + T
 end
 if wait > 0 then
-  if dirty then save(ttl) end
+  if dirty then save() end
   return {math.ceil(wait), SRC_RATE_LIMIT, quiet(), math.ceil(wait)}
 end
 -- next: when the buckets have a token again after this one, 0 if now.
@@ -210,25 +224,40 @@ local next = 0
 for i = 1, #KEYS - 1 do
   local tat = math.ceil(tats[i])
   redis.call('SET', KEYS[i + 1], d(tat), 'PX', d(math.ceil((tat - now) / 1000) + 1))
-  next = math.max(next, tat - (tonumber(ARGV[12 + 2 * i]) - 1) * tonumber(ARGV[11 + 2 * i]) - now)
+  next = math.max(next, tat - (tonumber(ARGV[b + 2 * i]) - 1) * tonumber(ARGV[b + 2 * i - 1]) - now)
 end
 sent = sent + 1
 if reset > 0 and now >= reset - BOUNDARY_GUARD then carry = carry + 1 end
-if probing then probe = now + PROBE_INTERVAL end
-save(ttl)
+if probing then probe = now + probeInterval end
+save()
 if probing then return {0, SRC_OUTAGE, 0, math.ceil(next)} end
 return {0, SRC_NONE, quiet(), math.ceil(next)}
 `))
 
-// observeScript is Limiter.Observe: the observation in ARGV[1..9], then
-// ARGV[10] the idle TTL (ms). It returns {quiet}.
+// observeScript is Limiter.Observe: the common arguments, then the
+// observation. It returns {quiet}.
 var observeScript = redis.NewScript(scriptConsts(luaCommon + `
-observe(1)
-save(tonumber(ARGV[10]))
+observe(COMMON_ARGS + 1)
+save()
 return {quiet()}
 `))
 
-// scriptConsts writes the Go constants into a script's source.
+// commonArgs returns the arguments every script takes first: the idle TTL
+// and the numbers of p that the scripts need (see luaCommon).
+func commonArgs(ttl time.Duration, p payretry.Pacing) []any {
+	return []any{
+		max(1, ttl.Milliseconds()),
+		ceilMicros(p.HoldMargin), ceilMicros(p.DefaultHold), ceilMicros(p.ProbeInterval),
+		outageThreshold,
+	}
+}
+
+// numCommonArgs is len(commonArgs(...)).
+const numCommonArgs = 5
+
+// scriptConsts writes redislimit's own constants into a script's source:
+// the wait sources, the argument layout and the window's tolerances. The
+// pacing numbers come as arguments (see commonArgs).
 func scriptConsts(src string) string {
 	us := func(d time.Duration) string { return strconv.FormatInt(d.Microseconds(), 10) }
 	return strings.NewReplacer(
@@ -237,11 +266,9 @@ func scriptConsts(src string) string {
 		"SRC_RATE_LIMIT", strconv.Itoa(srcRateLimit),
 		"SRC_OUTAGE", strconv.Itoa(srcOutage),
 		"SRC_WINDOW", strconv.Itoa(srcWindow),
-		"HOLD_MARGIN", us(holdMargin),
-		"DEFAULT_HOLD", us(defaultHold),
-		"PROBE_INTERVAL", us(probeInterval),
+		"COMMON_ARGS", strconv.Itoa(numCommonArgs),
+		"OBSERVATION_ARGS", strconv.Itoa(observationArgs),
 		"WINDOW_TOLERANCE", us(windowTolerance),
 		"BOUNDARY_GUARD", us(boundaryGuard),
-		"OUTAGE_THRESHOLD", strconv.Itoa(outageThreshold),
 	).Replace(src)
 }
