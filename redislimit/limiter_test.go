@@ -3,6 +3,9 @@ package redislimit
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,12 +218,12 @@ func TestOneProbePerIntervalAcrossReplicas(t *testing.T) {
 	a, b := pair(t, Options{})
 	fail := noSignal()
 	fail.Failed = true
-	for i := range outageThreshold {
+	for i := range pacing.OutageFailures {
 		require.NoError(t, []*Limiter{a, b}[i%2].Observe(bg, "p/pay", time.Now(), fail))
 	}
 	d, src := take(t, b, "p/pay")
 	assert.Equal(t, payretry.WaitOutage, src)
-	assert.InDelta(t, pacing.ProbeInterval, d, float64(50*time.Millisecond), "down after five failures in a row, counted across replicas")
+	assert.InDelta(t, pacing.ProbeInterval, d, float64(50*time.Millisecond), "down after OutageFailures failures, counted across replicas")
 
 	for round := range 3 {
 		time.Sleep(d + 5*time.Millisecond)
@@ -255,17 +258,26 @@ func TestOneProbePerIntervalAcrossReplicas(t *testing.T) {
 	assert.Zero(t, d)
 	assert.Equal(t, payretry.WaitNone, src, "back up: everyone goes")
 
-	// Failures that are not in a row do not take it down; a cool-down sets
-	// the probe interval.
-	for range outageThreshold - 1 {
+	// Down when OutageFailures of the last OutageWindow requests failed,
+	// across replicas: a success between them does not break them up; a
+	// cool-down sets the probe interval.
+	for range pacing.OutageFailures - 1 {
 		require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
 	}
 	require.NoError(t, b.Observe(bg, "p/q", time.Now(), ok))
-	for range outageThreshold - 1 {
-		require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
-	}
 	d, _ = take(t, b, "p/q")
-	assert.Zero(t, d)
+	assert.Zero(t, d, "not down yet")
+	// The same, with enough successes after the first failure that it is
+	// no longer among the last OutageWindow: not down.
+	for range pacing.OutageFailures - 1 {
+		require.NoError(t, a.Observe(bg, "p/r", time.Now(), fail))
+	}
+	for range pacing.OutageWindow - pacing.OutageFailures + 1 {
+		require.NoError(t, b.Observe(bg, "p/r", time.Now(), ok))
+	}
+	require.NoError(t, a.Observe(bg, "p/r", time.Now(), fail))
+	d, _ = take(t, b, "p/r")
+	assert.Zero(t, d, "the first failure is no longer among the last requests")
 	fail.CoolDown = 700 * time.Millisecond
 	require.NoError(t, a.Observe(bg, "p/q", time.Now(), fail))
 	d, src = take(t, b, "p/q")
@@ -279,6 +291,7 @@ func TestScriptsPaceByPacing(t *testing.T) {
 	srv := startRedis(t)
 	p := payretry.DefaultPacing()
 	p.HoldMargin, p.DefaultHold, p.ProbeInterval = 40*time.Millisecond, 300*time.Millisecond, 250*time.Millisecond
+	p.OutageWindow, p.OutageFailures = 4, 2
 	require.NotEqual(t, pacing, p)
 	l := newLimiter(newClient(t, srv.Addr), Options{Logger: quiet()}, p)
 
@@ -294,11 +307,15 @@ func TestScriptsPaceByPacing(t *testing.T) {
 	assert.Equal(t, payretry.WaitRateLimit, src)
 	assert.InDelta(t, 200*time.Millisecond+p.HoldMargin, d, float64(20*time.Millisecond), "until the reset, plus HoldMargin")
 
-	fail := noSignal()
-	fail.Failed = true
-	for range outageThreshold {
-		require.NoError(t, l.Observe(bg, "p/down", time.Now(), fail))
+	// Down when OutageFailures of the last OutageWindow failed: 2 of 4.
+	fail, ok := noSignal(), noSignal()
+	fail.Failed, ok.OK = true, true
+	for _, sig := range []payretry.Signal{fail, ok, ok, ok, fail} {
+		require.NoError(t, l.Observe(bg, "p/down", time.Now(), sig))
 	}
+	d, src = take(t, l, "p/down")
+	require.Zero(t, d, "one failure among the last four")
+	require.NoError(t, l.Observe(bg, "p/down", time.Now(), fail))
 	d, src = take(t, l, "p/down")
 	assert.Equal(t, payretry.WaitOutage, src)
 	assert.InDelta(t, p.ProbeInterval, d, float64(30*time.Millisecond), "the next probe after ProbeInterval")
@@ -308,6 +325,75 @@ func TestScriptsPaceByPacing(t *testing.T) {
 	require.Zero(t, d, "the probe")
 	d, _ = take(t, l, "p/down")
 	assert.InDelta(t, p.ProbeInterval, d, float64(30*time.Millisecond), "the probe after it, ProbeInterval later")
+}
+
+// Outage detection in Redis follows the in-process limiter's, request by
+// request: the same ends of requests (failures, successes, 429s) in phases
+// of failure rates take the scope down and bring it up at the same
+// requests, and Redis keeps the last requests as Pacing.Record does.
+func TestOutageFollowsTheInProcessLimiter(t *testing.T) {
+	srv := startRedis(t)
+	l := New(newClient(t, srv.Addr), Options{Logger: quiet()})
+	local := payretry.NewLimiter()
+	downScopes := local.(interface{ DownScopes() []string }).DownScopes
+	rng := rand.New(rand.NewPCG(1, 2))
+	var outcomes uint64
+	var downs, ups int
+	wasDown := false
+	for i := range 600 {
+		failRate := []float64{0.1, 0.7, 0.4, 0.95, 0.55}[i/120]
+		sig := noSignal()
+		switch r := rng.Float64(); {
+		case r < failRate:
+			sig.Failed = true
+		case r < failRate+0.05:
+			sig.Throttled = true
+		default:
+			sig.OK = true
+		}
+		now := time.Now()
+		require.NoError(t, l.Observe(bg, "p/pay", now, sig))
+		require.NoError(t, local.Observe(bg, "p/pay", now, sig))
+		localDown := slices.Contains(downScopes(), "p/pay")
+		if sig.Failed || !wasDown {
+			outcomes, _ = pacing.Record(outcomes, sig.Failed)
+		} else {
+			outcomes = 0 // an answer brings the scope up
+		}
+		if localDown != wasDown {
+			if localDown {
+				downs++
+			} else {
+				ups++
+			}
+			wasDown = localDown
+		}
+		require.Equal(t, localDown, hashField(t, l, "p/pay", "down") == "1", "request %d: down", i)
+		require.Equal(t, strconv.FormatUint(outcomes, 10), hashField(t, l, "p/pay", "outcomes"), "request %d: the last requests", i)
+	}
+	t.Logf("the scope went down %d times and up %d times", downs, ups)
+	assert.GreaterOrEqual(t, downs, 2, "the phases take the scope down")
+	assert.GreaterOrEqual(t, ups, 2, "and bring it up")
+}
+
+// The scripts keep the last requests in Lua's 32-bit numbers: payretry's
+// window fits, and the widest they keep works to its last bit.
+func TestOutageWindowFitsTheScripts(t *testing.T) {
+	require.LessOrEqual(t, pacing.OutageWindow, maxOutageWindow, "payretry.DefaultPacing judges more requests than the scripts keep")
+	srv := startRedis(t)
+	p := pacing
+	p.OutageWindow, p.OutageFailures = maxOutageWindow, maxOutageWindow
+	l := newLimiter(newClient(t, srv.Addr), Options{Logger: quiet()}, p)
+	fail := noSignal()
+	fail.Failed = true
+	for range maxOutageWindow - 1 {
+		require.NoError(t, l.Observe(bg, "p/pay", time.Now(), fail))
+	}
+	d, _ := take(t, l, "p/pay")
+	require.Zero(t, d, "31 of 32")
+	require.NoError(t, l.Observe(bg, "p/pay", time.Now(), fail))
+	_, src := take(t, l, "p/pay")
+	assert.Equal(t, payretry.WaitOutage, src, "32 of 32")
 }
 
 func TestKeysAreNamespacedAndExpire(t *testing.T) {
@@ -628,26 +714,42 @@ func TestSuccessGoesWithTheNextTake(t *testing.T) {
 	assert.Equal(t, payretry.WaitRateLimit, src, "b sees the spent window at once")
 	assert.Positive(t, d)
 
-	// After a failure, a success goes at once: it ends the failures in a
-	// row for every replica.
+	// After a failure, a success goes at once: it counts among the last
+	// requests before the next failure does.
 	calls = a.Stats().RedisCalls
 	require.NoError(t, a.Observe(bg, "p/failure", time.Now(), okSignal(10, 5, reset)))
 	assert.Equal(t, calls+1, a.Stats().RedisCalls)
-	assert.Equal(t, "0", hashField(t, a, "p/failure", "failures"))
+	assert.Equal(t, "2", hashField(t, a, "p/failure", "outcomes"), "the failure, then the success")
 }
 
-// A success carried by a later Take is put in its place among the
-// failures: it does not end failures observed after it.
+// record returns the outcomes bits after ends (true for a failure), as
+// payretry's Pacing.Record keeps them, as Redis writes them.
+func record(ends ...bool) string {
+	var m uint64
+	for _, failed := range ends {
+		m, _ = pacing.Record(m, failed)
+	}
+	return strconv.FormatUint(m, 10)
+}
+
+// failures returns n failures for record.
+func failures(n int) []bool { return slices.Repeat([]bool{true}, n) }
+
+// A success carried by a later Take counts among the last requests, one 0
+// for each, and does not end an outage, or clear failures, observed after
+// it.
 func TestCarriedSuccessKeepsItsPlace(t *testing.T) {
 	a, b := pair(t, Options{})
 	fail := noSignal()
 	fail.Failed = true
+	success := okSignal(-1, -1, time.Time{})
 
-	// a's success came before b's five failures: the scope stays down.
+	// a's successes came before b's failures, which take the scope down:
+	// it stays down.
 	take(t, a, "p/before")
-	require.NoError(t, a.Observe(bg, "p/before", time.Now(), okSignal(-1, -1, time.Time{})))
+	require.NoError(t, a.Observe(bg, "p/before", time.Now(), success))
 	time.Sleep(2 * time.Millisecond)
-	for range outageThreshold {
+	for range pacing.OutageFailures {
 		require.NoError(t, b.Observe(bg, "p/before", time.Now(), fail))
 	}
 	d, src := take(t, a, "p/before") // carries the success
@@ -655,18 +757,39 @@ func TestCarriedSuccessKeepsItsPlace(t *testing.T) {
 	assert.Equal(t, payretry.WaitOutage, src, "still down")
 	assert.Positive(t, d)
 
+	// Not down yet: the carried successes shift a 0 in each, and the
+	// failures observed after them stay counted; one more failure takes
+	// the scope down.
+	take(t, a, "p/count")
+	for range 3 {
+		require.NoError(t, a.Observe(bg, "p/count", time.Now(), success))
+	}
+	time.Sleep(2 * time.Millisecond)
+	for range pacing.OutageFailures - 1 {
+		require.NoError(t, b.Observe(bg, "p/count", time.Now(), fail))
+	}
+	d, src = take(t, a, "p/count") // carries the three successes
+	assert.Equal(t, int64(2), a.Stats().Carried)
+	require.Zero(t, d)
+	assert.Equal(t, record(append(failures(pacing.OutageFailures-1), false, false, false)...),
+		hashField(t, a, "p/count", "outcomes"), "three successes, after the failures")
+	require.NoError(t, b.Observe(bg, "p/count", time.Now(), fail))
+	_, src = take(t, a, "p/count")
+	assert.Equal(t, payretry.WaitOutage, src, "the failures were not cleared")
+
 	// a's success came after them (a still thought the scope quiet): it
-	// ends them, as it would have at once.
+	// brings the scope up, as it would have at once.
 	take(t, a, "p/after")
-	for range outageThreshold {
+	for range pacing.OutageFailures {
 		require.NoError(t, b.Observe(bg, "p/after", time.Now(), fail))
 	}
 	time.Sleep(2 * time.Millisecond)
-	require.NoError(t, a.Observe(bg, "p/after", time.Now(), okSignal(-1, -1, time.Time{})))
+	require.NoError(t, a.Observe(bg, "p/after", time.Now(), success))
 	d, src = take(t, a, "p/after")
-	assert.Equal(t, int64(2), a.Stats().Carried)
+	assert.Equal(t, int64(3), a.Stats().Carried)
 	assert.Zero(t, d)
 	assert.Equal(t, payretry.WaitNone, src, "up again")
+	assert.Equal(t, "0", hashField(t, a, "p/after", "outcomes"), "cleared")
 }
 
 // A hold or spent window Redis reported is answered in-process until it
@@ -705,7 +828,7 @@ func TestKnownHoldsAreAnsweredInProcess(t *testing.T) {
 	// An outage: every ask goes to Redis.
 	fail := noSignal()
 	fail.Failed = true
-	for range outageThreshold {
+	for range pacing.OutageFailures {
 		require.NoError(t, b.Observe(bg, "p/down", time.Now(), fail))
 	}
 	_, src = take(t, a, "p/down")

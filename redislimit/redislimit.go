@@ -304,10 +304,11 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 	keys[0] = s.key
 	args := make([]any, 0, len(l.common)+2+observationArgs+2*len(limits))
 	args = append(args, l.common...)
-	sig, at, carried := s.takePending()
+	sig, at, n := s.takePending()
+	carried := n > 0
 	if carried {
 		args = append(args, ceilMicros(aw), 1)
-		args = appendObservation(args, sig, now, max(0, now.Sub(at)))
+		args = appendObservation(args, sig, now, max(0, now.Sub(at)), n)
 	} else {
 		args = append(args, ceilMicros(aw), 0)
 		args = append(args, noObservation[:]...)
@@ -334,7 +335,7 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 			res.CancelAt(now)
 		}
 		if carried {
-			s.restore(sig, at)
+			s.restore(sig, at, n)
 		}
 		l.failed(ctx, err, probe)
 		return l.takeWithout(ctx, scope, limits, now)
@@ -378,9 +379,10 @@ func (l *Limiter) takeWithout(ctx context.Context, scope string, limits []payret
 // unavailable, the fallback has the signal.
 //
 // A success that holds nobody (no Retry-After, Remaining not 0) on a scope
-// that Redis last called quiet (no failure counted, not down) does not
-// reach Redis now: the next Take of this replica for the scope carries it
-// in its own script, so that a request costs one round trip, not two.
+// that Redis last called quiet (no failure among its last requests, not
+// down) does not reach Redis now: the next Take of this replica for the
+// scope carries it in its own script, so that a request costs one round
+// trip, not two.
 func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig payretry.Signal) error {
 	l.adaptive.observe(scope, now, sig)
 	if !l.opts.FailClosed {
@@ -395,7 +397,7 @@ func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig 
 		return nil
 	}
 	args := append(make([]any, 0, len(l.common)+observationArgs), l.common...)
-	args = appendObservation(args, sig, now, 0)
+	args = appendObservation(args, sig, now, 0, 1)
 	v, err := l.run(ctx, observeScript, []string{s.key}, args...)
 	if err == nil && len(v) != 1 {
 		err = fmt.Errorf("redislimit: unexpected script reply %v", v)
@@ -410,14 +412,15 @@ func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig 
 }
 
 // observationArgs is the number of script arguments of an observation.
-const observationArgs = 9
+const observationArgs = 10
 
 // noObservation fills an observation's place when a Take carries none.
-var noObservation = [observationArgs]any{0, 0, -1, 0, 0, -1, "", 0, 0}
+var noObservation = [observationArgs]any{0, 0, -1, 0, 0, -1, "", 0, 0, 0}
 
-// appendObservation appends sig, observed age before now, as the scripts
-// take an observation (see luaCommon).
-func appendObservation(args []any, sig payretry.Signal, now time.Time, age time.Duration) []any {
+// appendObservation appends sig, observed age before now and standing for
+// n requests (the successes merged into it), as the scripts take an
+// observation (see luaCommon).
+func appendObservation(args []any, sig payretry.Signal, now time.Time, age time.Duration, n int) []any {
 	hasRetry, retryIn := 0, int64(0)
 	if !sig.RetryAt.IsZero() {
 		hasRetry, retryIn = 1, ceilMicros(sig.RetryAt.Sub(now))
@@ -434,7 +437,7 @@ func appendObservation(args []any, sig payretry.Signal, now time.Time, age time.
 		kind = "o"
 	}
 	return append(args, hasRetry, retryIn, sig.Limit, hasReset, resetIn, sig.Remaining, kind,
-		ceilMicros(sig.CoolDown), int64(age/time.Microsecond))
+		ceilMicros(sig.CoolDown), int64(age/time.Microsecond), n)
 }
 
 // run runs a script, bounded by the timeout whether or not the client

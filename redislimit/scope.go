@@ -16,15 +16,16 @@ type scopeState struct {
 	key string // the scope's hash in Redis
 
 	mu sync.Mutex
-	// quiet: at the last reply, Redis counted no failure for the scope and
-	// it was not down. Only then may a success wait for the next Take.
+	// quiet: at the last reply, no failure was among the scope's last
+	// requests in Redis and it was not down. Only then may a success wait
+	// for the next Take.
 	quiet bool
-	// pending: successes not yet told to Redis, merged into one signal
-	// (the latest window's limit and reset, its lowest remaining); at is
-	// when the latest of them came.
-	pending    payretry.Signal
-	hasPending bool
-	at         time.Time
+	// pending: the n successes not yet told to Redis, merged into one
+	// signal (the latest window's limit and reset, its lowest remaining);
+	// at is when the latest of them came.
+	pending payretry.Signal
+	n       int
+	at      time.Time
 	// notBefore: Redis answered a hold or a spent window that lasts until
 	// then (on this replica's clock); src is the wait's source.
 	notBefore time.Time
@@ -51,24 +52,27 @@ func deferrable(sig payretry.Signal) bool {
 
 // keep keeps a deferrable signal observed at now for the next Take. It
 // reports false, keeping nothing, when the scope was not quiet at the last
-// reply: then the success must reach Redis at once, to end a run of
-// failures or an outage for every replica.
+// reply: then the success must reach Redis at once, to count among the last
+// requests before the next failure does, or to end an outage for every
+// replica.
 func (s *scopeState) keep(sig payretry.Signal, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.quiet {
 		return false
 	}
-	s.merge(sig, now)
+	s.merge(sig, now, 1)
 	return true
 }
 
-// merge adds a success observed at now to the pending one. s.mu is held.
-func (s *scopeState) merge(sig payretry.Signal, now time.Time) {
-	if !s.hasPending {
-		s.pending, s.hasPending, s.at = sig, true, now
+// merge adds n successes, the latest observed at now, to the pending ones.
+// s.mu is held.
+func (s *scopeState) merge(sig payretry.Signal, now time.Time, n int) {
+	if s.n == 0 {
+		s.pending, s.n, s.at = sig, n, now
 		return
 	}
+	s.n += n
 	p := &s.pending
 	if sig.Limit >= 0 {
 		p.Limit = sig.Limit
@@ -84,22 +88,25 @@ func (s *scopeState) merge(sig payretry.Signal, now time.Time) {
 	}
 }
 
-// takePending removes and returns the pending success, if any.
-func (s *scopeState) takePending() (sig payretry.Signal, at time.Time, ok bool) {
+// takePending removes and returns the pending successes, merged, and how
+// many they are (0: none).
+func (s *scopeState) takePending() (sig payretry.Signal, at time.Time, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig, at, ok = s.pending, s.at, s.hasPending
-	s.hasPending = false
-	return sig, at, ok
+	sig, at, n = s.pending, s.at, s.n
+	s.n = 0
+	return sig, at, n
 }
 
-// restore puts back a pending success that a failed Take could not deliver.
-// Telling Redis a success twice is harmless (every field is a maximum or a
-// replacement), so a Take that failed after Redis ran it does no harm.
-func (s *scopeState) restore(sig payretry.Signal, at time.Time) {
+// restore puts back the n pending successes that a failed Take could not
+// deliver. Telling Redis a success twice does little harm (every window
+// field is a maximum or a replacement; a success only shifts a 0 into the
+// outcomes, or ends an outage that it ended already), so a Take that failed
+// after Redis ran it does little harm.
+func (s *scopeState) restore(sig payretry.Signal, at time.Time, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.merge(sig, at)
+	s.merge(sig, at, n)
 }
 
 // known returns the wait of a hold or spent window Redis reported, if it

@@ -25,8 +25,9 @@ const (
 	// that gap landed in the next window and made its 101st request a 429,
 	// whose Retry-After then held every replica for a second.
 	boundaryGuard = 50 * time.Millisecond
-	// outageThreshold consecutive failures mark a scope as down.
-	outageThreshold = 5
+	// maxOutageWindow is the most requests the scripts judge for an
+	// outage: Lua's bit operations work on 32 bits.
+	maxOutageWindow = 32
 )
 
 // Wait sources as the scripts return them. srcWindow is a spent window,
@@ -53,15 +54,17 @@ const (
 //	reset     end of the current window; 0 unknown
 //	sent      requests sent in the current window, by all replicas
 //	used      limit - remaining, as the provider last said for this window
-//	failures  failures in a row
-//	down      1 while the scope is down (failures >= 5)
+//	outcomes  the ends of the scope's last requests as bits, 1 for a
+//	          failure, the latest lowest (see payretry.Pacing.Record)
+//	down      1 while the scope is down
 //	probe     while down: when the next probe may go
 //	prev      the reset of the window that rolled last, to tell its late
 //	          responses from the next window's
 //	carry     requests sent within boundaryGuard of the reset: they count
 //	          in the next window too
 //	lastfail  when the latest failure was observed, so that a success
-//	          carried by a later Take (see observation) is put in its place
+//	          carried late by a Take (see observation) does not bring up
+//	          a scope that failures after it took down
 //
 // A token bucket (GCRA) is one string key per provider and limit name: its
 // theoretical arrival time (tat). It expires when the bucket is full again,
@@ -75,9 +78,10 @@ const (
 //	ARGV[2]  Pacing.HoldMargin (µs)
 //	ARGV[3]  Pacing.DefaultHold (µs)
 //	ARGV[4]  Pacing.ProbeInterval (µs)
-//	ARGV[5]  failures in a row that take a scope down
+//	ARGV[5]  Pacing.OutageWindow (requests, at most maxOutageWindow)
+//	ARGV[6]  Pacing.OutageFailures
 //
-// An observation is nine arguments, from ARGV[i] on:
+// An observation is observationArgs (ten) arguments, from ARGV[i] on:
 //
 //	i    1 if it has a Retry-After; i+1 its end from now (µs)
 //	i+2  the window's limit, -1 if not said
@@ -86,9 +90,10 @@ const (
 //	i+6  "f" failed, "o" answered normally or throttled, "" neither
 //	i+7  cool-down (µs), 0 for the probe interval
 //	i+8  its age (µs): how long before now the response came
+//	i+9  the requests it stands for: one, or the successes a Take carries
 //
-// Both scripts return, last, 1 when the scope is quiet (no failure counted,
-// not down), else 0.
+// Both scripts return, last, 1 when the scope is quiet (no failure among
+// its last requests, not down), else 0.
 const luaCommon = `
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -96,14 +101,15 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function d(x) return string.format('%d', x) end
 local ttl = tonumber(ARGV[1])
 local holdMargin, defaultHold, probeInterval = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local outageThreshold = tonumber(ARGV[5])
-local f = redis.call('HMGET', KEYS[1], 'hold', 'limit', 'reset', 'sent', 'used', 'failures', 'down', 'probe', 'prev', 'carry', 'lastfail')
+-- window: a 1 bit for each of the last OutageWindow requests (2^32 - 1 is -1 in 32 bits).
+local window, outageFailures = bit.tobit(2 ^ tonumber(ARGV[5]) - 1), tonumber(ARGV[6])
+local f = redis.call('HMGET', KEYS[1], 'hold', 'limit', 'reset', 'sent', 'used', 'outcomes', 'down', 'probe', 'prev', 'carry', 'lastfail')
 local hold = tonumber(f[1]) or 0
 local limit = tonumber(f[2]) or -1
 local reset = tonumber(f[3]) or 0
 local sent = tonumber(f[4]) or 0
 local used = tonumber(f[5]) or 0
-local failures = tonumber(f[6]) or 0
+local outcomes = tonumber(f[6]) or 0
 local down = tonumber(f[7]) or 0
 local probe = tonumber(f[8]) or 0
 local prev = tonumber(f[9]) or 0
@@ -111,24 +117,34 @@ local carry = tonumber(f[10]) or 0
 local lastfail = tonumber(f[11]) or 0
 local function save()
   redis.call('HSET', KEYS[1], 'hold', d(hold), 'limit', d(limit), 'reset', d(reset), 'sent', d(sent),
-    'used', d(used), 'failures', d(failures), 'down', d(down), 'probe', d(probe), 'prev', d(prev),
+    'used', d(used), 'outcomes', d(outcomes), 'down', d(down), 'probe', d(probe), 'prev', d(prev),
     'carry', d(carry), 'lastfail', d(lastfail))
   -- Kept until the last instant it knows, plus the idle TTL.
   local last = math.max(hold, reset, probe, now)
   redis.call('PEXPIRE', KEYS[1], d(math.ceil((last - now) / 1000) + ttl))
 end
 local function quiet()
-  if failures == 0 and down == 0 then return 1 end
+  if outcomes == 0 and down == 0 then return 1 end
   return 0
 end
--- observe records the observation at ARGV[i..i+8], as payretry's
+-- record adds n ends of requests, failed or not, to outcomes, as payretry's
+-- Pacing.Record does one, and returns the failures among the last requests.
+local function record(failed, n)
+  if n >= 32 then outcomes = 0 else outcomes = bit.lshift(outcomes, n) end
+  if failed then outcomes = bit.bor(outcomes, 1) end
+  outcomes = bit.band(outcomes, window)
+  local m, ones = outcomes, 0
+  while m ~= 0 do ones, m = ones + bit.band(m, 1), bit.rshift(m, 1) end
+  return ones
+end
+-- observe records the observation at ARGV[i..i+9], as payretry's
 -- in-process limiter does in its Observe.
 local function observe(i)
   local hasRetry, retryIn = ARGV[i] == '1', tonumber(ARGV[i + 1])
   local sigLimit = tonumber(ARGV[i + 2])
   local hasReset, resetIn = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
   local remaining = tonumber(ARGV[i + 5])
-  local kind, cool, age = ARGV[i + 6], tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+  local kind, cool, age, n = ARGV[i + 6], tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
   if hasRetry and now + retryIn > hold then hold = now + retryIn end
   if sigLimit >= 0 then limit = sigLimit end
   if hasReset and resetIn > 0 then
@@ -145,18 +161,27 @@ local function observe(i)
     if now + defaultHold > hold then hold = now + defaultHold end
   end
   if kind == 'f' then
-    failures, lastfail = failures + 1, now
-    if failures >= outageThreshold then
-      local w = cool
-      if w <= 0 then w = probeInterval end
-      if down == 0 or cool > 0 then probe = now + w end
-      down = 1
+    lastfail = now
+    local w = cool
+    if w <= 0 then w = probeInterval end
+    if record(true, 1) >= outageFailures and down == 0 then
+      down, probe = 1, now + w
+    elseif down == 1 and cool > 0 then
+      probe = now + w -- a failed probe: the next after the cool-down
     end
-  elseif kind == 'o' and now - age >= lastfail then
-    -- A success ends the failures in a row, unless one was observed
-    -- after it (a success carried late by a Take): then that failure
-    -- and the ones after it stay counted.
-    failures, down = 0, 0
+  elseif kind == 'o' then
+    if down == 1 and now - age >= lastfail then
+      -- An answer, even a 429: the provider is up.
+      down, outcomes = 0, 0
+    else
+      -- Each success shifts a 0 in. Successes carried late by a Take
+      -- (see Limiter.Observe) that came before a failure observed since
+      -- do not bring the scope up nor clear the failures after them:
+      -- each is one of the last requests, counted as the newest (which
+      -- counts the same failures as its true place, while it is among
+      -- the last requests).
+      record(false, n)
+    end
   end
 end
 `
@@ -248,12 +273,12 @@ func commonArgs(ttl time.Duration, p payretry.Pacing) []any {
 	return []any{
 		max(1, ttl.Milliseconds()),
 		ceilMicros(p.HoldMargin), ceilMicros(p.DefaultHold), ceilMicros(p.ProbeInterval),
-		outageThreshold,
+		min(max(p.OutageWindow, 1), maxOutageWindow), p.OutageFailures,
 	}
 }
 
 // numCommonArgs is len(commonArgs(...)).
-const numCommonArgs = 5
+const numCommonArgs = 6
 
 // scriptConsts writes redislimit's own constants into a script's source:
 // the wait sources, the argument layout and the window's tolerances. The
