@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -434,6 +437,103 @@ func TestKeysAreNamespacedAndExpire(t *testing.T) {
 	assert.Zero(t, n, "everything expired")
 	d, _ = take(t, l, "smartretry/payment", lim)
 	assert.Zero(t, d, "an expired bucket is a full one")
+}
+
+// Holds follow the in-process limiter's, signal by signal: each signal as
+// the Transport passes it to Observe (RetryAt on a 429 only, every instant
+// bounded by MaxRetryAfter) holds a scope in Redis as long as it holds one
+// in payretry.NewLimiter, for the same reason, and neither holds it after.
+func TestHoldsFollowTheInProcessLimiter(t *testing.T) {
+	srv := startRedis(t)
+	l := New(newClient(t, srv.Addr), Options{Logger: quiet()})
+	local := payretry.NewLimiter()
+	now := time.Now()
+	const bound = 300 * time.Millisecond // as if MaxRetryAfter
+	failed, throttled := noSignal(), noSignal()
+	failed.Failed, throttled.Throttled = true, true
+	with := func(sig payretry.Signal, f func(*payretry.Signal)) payretry.Signal { f(&sig); return sig }
+	cases := map[string]payretry.Signal{
+		"spent, reset, no limit":   okSignal(-1, 0, now.Add(bound)),
+		"spent, no reset":          okSignal(-1, 0, time.Time{}),
+		"limit 0, reset":           okSignal(0, 0, now.Add(bound)),
+		"limit 0, no reset":        okSignal(0, -1, time.Time{}),
+		"spent window":             okSignal(10, 0, now.Add(bound)),
+		"reset clipped, not spent": okSignal(10, 3, now.Add(bound)),
+		"429, Retry-After clipped": with(throttled, func(s *payretry.Signal) { s.RetryAt = now.Add(bound) }),
+		"429 with quota left":      with(throttled, func(s *payretry.Signal) { s.Limit, s.Remaining, s.Reset = 10, 3, now.Add(bound) }),
+		"5xx":                      failed,
+	}
+	for name, sig := range cases {
+		require.NoError(t, l.Observe(bg, "p/"+name, now, sig))
+		require.NoError(t, local.Observe(bg, "p/"+name, now, sig))
+	}
+	compare := func(when string, now time.Time) {
+		t.Helper()
+		for name := range cases {
+			want, wantSrc, err := local.Take(bg, "p/"+name, nil, now)
+			require.NoError(t, err)
+			got, src, err := l.Take(bg, "p/"+name, nil, now)
+			require.NoError(t, err)
+			assert.Equal(t, wantSrc, src, "%s, %s: the wait's source", name, when)
+			assert.InDelta(t, want, got, float64(40*time.Millisecond), "%s, %s: the wait", name, when)
+			assert.LessOrEqual(t, got, max(bound, pacing.DefaultHold)+pacing.HoldMargin, "%s, %s: within the bound", name, when)
+		}
+	}
+	compare("at once", time.Now())
+	// Past every hold (the longest is DefaultHold): nothing holds, neither
+	// a limit of 0, which is spent until the reset, not for ever.
+	time.Sleep(pacing.DefaultHold + 2*pacing.HoldMargin)
+	compare("after the holds", time.Now())
+	for name := range cases {
+		d, _ := take(t, l, "p/"+name)
+		assert.Zero(t, d, "%s: free after the holds", name)
+	}
+}
+
+// Through a Transport, a replica holds the others only on evidence about
+// the account: a 429 (for at most MaxRetryAfter), a spent window (its
+// reset clipped to MaxRetryAfter); not a 5xx's Retry-After, nor a 429
+// whose quota fields say requests are left.
+func TestTransportHoldsReplicasOnEvidenceOnly(t *testing.T) {
+	a, b := pair(t, Options{})
+	const bound = 400 * time.Millisecond
+	far := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	soon := strconv.FormatInt(time.Now().Add(2*time.Second).Unix(), 10)
+	answers := map[string]struct {
+		code    int
+		header  []string
+		src     payretry.WaitSource // b's Take after a's call; WaitNone: not held
+		atLeast time.Duration
+	}{
+		"5xx":      {503, []string{"Retry-After", "30"}, payretry.WaitNone, 0},
+		"429left":  {429, []string{"Retry-After", "30", "X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "87", "X-RateLimit-Reset", soon}, payretry.WaitNone, 0},
+		"429":      {429, []string{"Retry-After", "30"}, payretry.WaitRetryAfter, bound - 100*time.Millisecond},
+		"spentfar": {200, []string{"X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", far}, payretry.WaitRateLimit, bound - 100*time.Millisecond},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ans := answers[strings.TrimPrefix(r.URL.Path, "/")]
+		for i := 0; i < len(ans.header); i += 2 {
+			w.Header().Set(ans.header[i], ans.header[i+1])
+		}
+		w.WriteHeader(ans.code)
+	}))
+	t.Cleanup(srv.Close)
+	for name, ans := range answers {
+		tr, err := payretry.NewTransport(nil, payretry.Policy{Name: name, MaxAttempts: 1, MaxRetryAfter: bound, Limiter: a})
+		require.NoError(t, err)
+		resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/" + name)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, ans.code, resp.StatusCode)
+		d, src := take(t, b, name)
+		assert.Equal(t, ans.src, src, name)
+		if ans.src == payretry.WaitNone {
+			assert.Zero(t, d, "%s: the other replica is not held", name)
+			continue
+		}
+		assert.Greater(t, d, ans.atLeast, "%s: the other replica is held", name)
+		assert.LessOrEqual(t, d, bound+pacing.HoldMargin, "%s: for at most MaxRetryAfter", name)
+	}
 }
 
 // The replicas' clocks (the now they pass) do not matter: instants travel

@@ -157,6 +157,8 @@ local function observe(i)
       reset, used = r, 0
     end
     if same and remaining >= 0 and limit >= 0 then used = math.max(used, limit - remaining) end
+    -- Spent, by a window whose size is not said: held until its reset.
+    if remaining == 0 and limit < 0 and r > hold then hold = r end
   elseif not hasReset and remaining == 0 and not hasRetry then
     if now + defaultHold > hold then hold = now + defaultHold end
   end
@@ -220,8 +222,10 @@ if down == 1 then
 end
 if reset > 0 and now >= reset then
   -- The window rolled: its count starts again; the next response tells
-  -- when the new one ends.
+  -- when the new one ends. A limit of 0 held the scope until the reset,
+  -- not for ever: a request may go to learn the next.
   reset, sent, used, prev, carry, dirty = 0, carry, 0, reset, 0, true
+  if limit == 0 then limit = -1 end
 end
 if limit >= 0 and math.max(sent, used) >= limit then
   if reset == 0 then reset, dirty = now + defaultHold, true end
