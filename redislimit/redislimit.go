@@ -1,9 +1,9 @@
 // Package redislimit is a [payretry.Limiter] that keeps its pacing state in
 // Redis, so that several replicas of a service calling one provider account
-// share its quota: a Retry-After one replica receives holds them all, the
-// window's count is the sum of their sends, the client-side token buckets
-// are shared, and while the provider is down one probe per interval goes out
-// across all of them.
+// share its quota: a 429's Retry-After one replica receives holds them all,
+// the window's count is the sum of their sends, the client-side token
+// buckets are shared, and while the provider is down one probe per interval
+// goes out across all of them.
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 //	policy := payretry.SmartRetry()
@@ -12,17 +12,22 @@
 //
 // # Semantics
 //
-// It mirrors [payretry.NewLimiter], the in-process limiter, field for field:
-// the hold until a Retry-After ends, the provider's window (limit, reset,
-// requests sent, the provider's own count from Remaining), the token buckets
-// of [payretry.Limit] (rate and burst, per provider and limit name) and the
-// outage state (down after five failures in a row, one probe every 100 ms,
-// or Policy.BreakerCoolDown). The adaptive rate that answers 429s without
-// guidance stays in each replica: it lowers the replica's own measured
-// rate, so the replicas together lower theirs by the same factor. One
-// refinement: a request sent in the last 50 ms before a window's reset
-// counts in the next window too, since across processes it may well reach
-// the provider after the reset (see boundaryGuard).
+// It mirrors [payretry.NewLimiter], the in-process limiter, field for field,
+// and paces by its numbers and arithmetic, [payretry.DefaultPacing]'s (the
+// scripts take them as arguments): the hold while a 429's Retry-After runs
+// or until a spent quota's reset, the provider's window (limit, reset,
+// requests sent, the provider's own count from Remaining; a limit of 0 is
+// spent until the reset), the token buckets of [payretry.Limit] (rate and
+// burst, per provider and limit name) and the outage state (down when
+// Pacing.OutageFailures of the scope's last Pacing.OutageWindow requests
+// failed, 12 of 20, counted across replicas; one probe every
+// Pacing.ProbeInterval, or Policy.BreakerCoolDown; a success or a 429 while
+// down brings it up). The adaptive rate that answers 429s without guidance
+// stays in each replica, by Pacing.Decrease and Pacing.Increase: it lowers
+// the replica's own measured rate, so the replicas together lower theirs by
+// the same factor. One refinement: a request sent in the last 50 ms before a
+// window's reset counts in the next window too, since across processes it
+// may well reach the provider after the reset (see boundaryGuard).
 //
 // # One Lua script per call
 //
@@ -48,17 +53,18 @@
 //
 // # Round trips
 //
-// On the quiet path (nothing held, the window not spent, no failure
-// counted) a request costs one round trip: its Take. The Observe of a
-// success that holds nobody (no Retry-After, Remaining not 0) does not go
-// to Redis on its own; the replica keeps it (merged with later ones: the
-// latest window, its lowest Remaining) and its next Take for the scope runs
-// it in the same script, before taking. Everything that holds or counts
-// goes at once: a 429, a Retry-After, Remaining 0, a failure, and any
-// success while Redis counts failures for the scope or has it down (which
-// ends the outage for every replica). Measured with INFO commandstats
-// (TestRoundTripsPerPayment): 1.00 round trip per payment on the quiet
-// path, 2.00 when each Observe made a call of its own.
+// On the quiet path (nothing held, the window not spent, no failure among
+// the scope's last requests) a request costs one round trip: its Take. The
+// Observe of a success that holds nobody (no Retry-After, Remaining not 0)
+// does not go to Redis on its own; the replica keeps it (merged with later
+// ones: the latest window, its lowest Remaining) and its next Take for the
+// scope runs it in the same script, before taking. Everything that holds or
+// counts goes at once: a 429, a Retry-After, Remaining 0, a failure, and any
+// success while a failure is among the scope's last requests or it is down
+// (it counts before the next failure does, or ends the outage for every
+// replica). Measured with INFO commandstats (TestRoundTripsPerPayment): 1.00
+// round trip per payment on the quiet path, 2.00 when each Observe made a
+// call of its own.
 //
 // The trade-off: a replica's successes reach the others with its next
 // request, not with their own response. What they carry then is the
@@ -66,8 +72,10 @@
 // responses, and which matters beyond the count Redis keeps anyway (every
 // Take counts its request in the window) only when clients other than these
 // replicas spend the account; a replica that stops sending keeps its last
-// success to itself. A success carried late also carries its age, so that
-// it does not end a run of failures observed after it (see luaCommon).
+// success to itself. A success carried late also carries its age and how
+// many successes it stands for: each counts among the last requests, and
+// none ends an outage, or clears failures, observed after it (see
+// luaCommon).
 //
 // A replica also answers some Takes itself, from what Redis told it: during
 // a hold or a spent window, until it ends (neither ends sooner, whatever
@@ -96,7 +104,7 @@
 // when it is full again (an absent bucket is a full one); a scope's hash
 // expires Options.KeyTTL after the last instant it knows (the hold, the
 // window's reset, the next probe), so an idle scope forgets its window's
-// limit and its failure count after a minute, as a restarted service would.
+// limit and its last requests after a minute, as a restarted service would.
 // The tests check on a Redis Cluster (3 masters, 3 replicas) that every
 // script's keys are in one slot, by the cluster's CLUSTER KEYSLOT.
 //
