@@ -94,7 +94,7 @@ type Pacing struct {
 	// up, or a rate over time, which the successes before an outage dilute.
 	// While it is down one probe goes out every ProbeInterval; the first
 	// that succeeds brings it up. See Record.
-	OutageWindow   int // at most 64
+	OutageWindow   int // at most 32 (redislimit keeps the bits in Redis's 32-bit Lua integers)
 	OutageFailures int
 	ProbeInterval  time.Duration
 	// The adaptive rate (AIMD), which follows 429s that say nothing of when
