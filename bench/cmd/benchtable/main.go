@@ -207,14 +207,16 @@ func targets(w io.Writer, vals map[key][]float64, cases []string) {
 		"the same request); stretch: at most half. The best peer is the one with the lesser cost, per unit.\n\n")
 	fmt.Fprintf(w, "| client | case | ns over bare | best peer's | ÷ best | allocs over bare | best peer's | ÷ best | target | stretch |\n")
 	fmt.Fprintf(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
-	missed := map[string][]string{} // client -> the cases it missed the target in, and the units
-	rows := map[string]int{}        // client -> its rows
+	sums := map[string]*summary{}
 	for _, cl := range ours {
+		sum := &summary{}
+		sums[cl] = sum
 		for _, c := range cases {
 			if !likeForLike(c) {
 				continue
 			}
 			cells := []string{cl, label(c)}
+			ratios := map[string]float64{}
 			var target, stretch []string
 			complete := true
 			for _, u := range []struct{ unit, name string }{{"ns/op", "ns"}, {"allocs/op", "allocs"}} {
@@ -229,6 +231,7 @@ func targets(w io.Writer, vals map[key][]float64, cases []string) {
 				ratio := "—"
 				if q > 0 {
 					ratio = fmt.Sprintf("%.2f×", v/q)
+					ratios[u.name] = v / q
 				}
 				cells = append(cells, fmt.Sprintf("%+.0f", v), fmt.Sprintf("%+.0f (%s)", q, peer), ratio)
 				if v > q {
@@ -242,24 +245,67 @@ func targets(w io.Writer, vals map[key][]float64, cases []string) {
 				continue
 			}
 			cells = append(cells, verdict(target), verdict(stretch))
-			rows[cl]++
-			if len(target) > 0 {
-				missed[cl] = append(missed[cl], label(c)+" ("+strings.Join(target, ", ")+")")
-			}
+			sum.add(len(target) == 0, len(stretch) == 0, ratios)
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		}
 	}
 	fmt.Fprintln(w)
 	for _, cl := range ours {
-		if m := missed[cl]; len(m) > 0 {
-			fmt.Fprintf(w, "- %s: target **not met** in %s.\n", cl, strings.Join(m, "; "))
-		} else if rows[cl] == 0 {
-			fmt.Fprintf(w, "- %s: not measured.\n", cl)
-		} else {
-			fmt.Fprintf(w, "- %s: target met.\n", cl)
-		}
+		fmt.Fprintf(w, "- %s: %s\n", cl, sums[cl])
 	}
 	fmt.Fprintln(w)
+}
+
+// summary is one client's verdicts over the like-for-like cases.
+type summary struct {
+	rows, met, stretch int
+	lo, hi             map[string]float64 // the least and greatest ratio to the best peer, per unit
+}
+
+func (s *summary) add(met, stretch bool, ratios map[string]float64) {
+	s.rows++
+	if met {
+		s.met++
+	}
+	if stretch {
+		s.stretch++
+	}
+	if s.lo == nil {
+		s.lo, s.hi = map[string]float64{}, map[string]float64{}
+	}
+	for u, r := range ratios {
+		if lo, ok := s.lo[u]; !ok || r < lo {
+			s.lo[u] = r
+		}
+		s.hi[u] = max(s.hi[u], r)
+	}
+}
+
+// String renders "target met in 1 of 4 cases, stretch in 0; ÷ best peer
+// 0.80-1.20× in ns/op, 0.73× in allocs/op."
+func (s *summary) String() string {
+	if s.rows == 0 {
+		return "not measured."
+	}
+	out := fmt.Sprintf("target met in %d of %d cases, stretch in %d", s.met, s.rows, s.stretch)
+	if s.met < s.rows {
+		out = fmt.Sprintf("target **not met**: met in %d of %d cases, stretch in %d", s.met, s.rows, s.stretch)
+	}
+	var rs []string
+	for _, u := range []string{"ns", "allocs"} {
+		lo, ok := s.lo[u]
+		switch {
+		case !ok:
+		case fmt.Sprintf("%.2f", lo) == fmt.Sprintf("%.2f", s.hi[u]):
+			rs = append(rs, fmt.Sprintf("%.2f× in %s/op", lo, u))
+		default:
+			rs = append(rs, fmt.Sprintf("%.2f-%.2f× in %s/op", lo, s.hi[u], u))
+		}
+	}
+	if len(rs) > 0 {
+		out += "; ÷ best peer " + strings.Join(rs, ", ")
+	}
+	return out + "."
 }
 
 // verdict renders the units a target was missed in: "met" when none.

@@ -62,8 +62,8 @@ BenchmarkOverhead/base=loopback/method=POST/key=caller/client=payretry-2 100 950
 		"| payretry | inmem POST with the caller's key, sequential | +80 | +200 (failsafe) | 0.40× | +2 | +7 (retryablehttp) | 0.29× | met | met |",
 		"| payretry-orzcash | inmem POST with the caller's key, sequential | +280 | +200 (failsafe) | 1.40× | +10 | +7 (retryablehttp) | 1.43× | **not met** (ns, allocs) | **not met** (ns, allocs) |",
 		"| payretry-keystone | inmem POST with the caller's key, sequential | +580 | +200 (failsafe) | 2.90× | +5 | +7 (retryablehttp) | 0.71× | **not met** (ns) | **not met** (ns, allocs) |",
-		"- payretry: target met.",
-		"- payretry-orzcash: target **not met** in inmem POST with the caller's key, sequential (ns, allocs).",
+		"- payretry: target met in 1 of 1 cases, stretch in 1; ÷ best peer 0.40× in ns/op, 0.29× in allocs/op.",
+		"- payretry-orzcash: target **not met**: met in 0 of 1 cases, stretch in 0; ÷ best peer 1.40× in ns/op, 1.43× in allocs/op.",
 		// A client without values has no row and no verdict.
 		"- payretry-verto: not measured.",
 	} {
