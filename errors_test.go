@@ -113,17 +113,26 @@ func TestRedactMessage(t *testing.T) {
 }
 
 func TestWithJSONField(t *testing.T) {
-	assert.Equal(t, `{"k":"v","a":1}`, string(withJSONField([]byte(`{"a":1}`), "k", "v")))
-	assert.Equal(t, `{"k":"v"}`, string(withJSONField([]byte(`{}`), "k", "v")))
-	assert.Equal(t, `{"k":"v"  }`, string(withJSONField([]byte(" {  }"), "k", "v")))
-	assert.JSONEq(t, `{"k":"new","a":1}`, string(withJSONField([]byte(`{"a":1,"k":"old"}`), "k", "new")))
-	v, ok := jsonField([]byte(`{"k":"x"}`), "k")
-	assert.True(t, ok)
-	assert.Equal(t, "x", v)
-	v, ok = jsonField([]byte(`{"k":5}`), "k")
-	assert.True(t, ok, "a caller's key of another type is kept")
-	assert.Equal(t, "5", v)
-	assert.True(t, jsonObject([]byte(" {\"a\":1}")))
-	assert.False(t, jsonObject([]byte(`[1]`)))
-	assert.False(t, jsonObject([]byte(`{"a":`)))
+	assert.Equal(t, `{"k":"v","a":1}`, string(withJSONField([]byte(`{"a":1}`), "k", "v", false)))
+	assert.Equal(t, `{"k":"v"}`, string(withJSONField([]byte(`{}`), "k", "v", false)))
+	assert.Equal(t, `{"k":"v"  }`, string(withJSONField([]byte(" {  }"), "k", "v", false)))
+	assert.JSONEq(t, `{"k":"new","a":1}`, string(withJSONField([]byte(`{"a":1,"k":"old"}`), "k", "new", true)))
+	for _, tc := range []struct {
+		body            string
+		key             string
+		present, object bool
+	}{
+		{`{"k":"x"}`, "x", true, true},
+		{`{"k":5}`, "5", true, true},
+		{`{"k":null}`, "", true, true},
+		{` {"a":1}`, "", false, true},
+		{`[1]`, "", false, false},
+		{`{"a":`, "", false, false},
+		{`null`, "", false, false},
+	} {
+		key, present, object := bodyKey([]byte(tc.body), "k")
+		assert.Equal(t, tc.key, key, tc.body)
+		assert.Equal(t, tc.present, present, tc.body)
+		assert.Equal(t, tc.object, object, tc.body)
+	}
 }

@@ -68,8 +68,11 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 		return newKey()
 	}
 	wants := slices.Contains(p.KeyMethods, req.Method)
-	var add []string // header name, value pairs
+	var buf [4]string
+	add := buf[:0] // header name, value pairs
 	switch {
+	case safeMethod(req.Method) && !wants:
+		// A GET's key decides nothing: it is sent again freely.
 	case p.IdempotencyHeader != "":
 		if v, name := lookup(req.Header, p.IdempotencyHeader); v != "" {
 			k.key, k.name, k.kind, k.base = v, name, "key", v
@@ -77,14 +80,16 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 			k.key, k.name = fresh(), p.IdempotencyHeader
 			add = append(add, k.name, k.key)
 		}
-	case p.IdempotencyField != "" && b.inMemory && jsonObject(b.buf):
-		if v, ok := jsonField(b.buf, p.IdempotencyField); ok {
+	case p.IdempotencyField != "" && b.inMemory:
+		v, present, object := bodyKey(b.buf, p.IdempotencyField)
+		switch {
+		case v != "":
 			k.key, k.kind, k.base = v, "key", v
-		} else if wants {
+		case object && wants:
 			k.key = fresh()
-			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key)
+			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key, present)
 		}
-	case p.IdempotencyField == "" && !safeMethod(req.Method):
+	case p.IdempotencyField == "":
 		// A key the caller set in a standard header makes a write safe to
 		// replay when the policy does not manage keys. A policy that does
 		// names where its provider reads the key; another header is not it.
@@ -129,7 +134,7 @@ func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 		k.key = newKey()
 	}
 	if f := t.p.IdempotencyField; f != "" {
-		b.buf = withJSONField(b.buf, f, k.key)
+		b.buf = withJSONField(b.buf, f, k.key, true)
 		return
 	}
 	h := k.header
@@ -140,49 +145,42 @@ func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.header[k.name] = []string{k.key}
 }
 
-// jsonObject reports whether b is one valid JSON object, the only shape in
-// which a key field can be placed.
-func jsonObject(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
-}
-
-// jsonField returns the key in a top-level field of a JSON object, and
-// whether the caller set one: a non-empty string is the key itself; any
-// other value but null (a number, say) is kept as the caller sent it, and
-// its JSON text is the key; null and "" are no key.
-func jsonField(b []byte, field string) (string, bool) {
+// bodyKey reads a key field of a JSON object body: its value, the key if the
+// caller set one (a non-empty string is the key itself; any other value but
+// null, a number say, is kept as the caller sent it and its JSON text is the
+// key; null and "" are no key), and whether the member is present. ok is
+// false when the body is not one JSON object, the only shape that can carry
+// the field.
+func bodyKey(b []byte, field string) (key string, present, ok bool) {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return "", false
+	if json.Unmarshal(b, &m) != nil || m == nil {
+		return "", false, false
 	}
-	raw := bytes.TrimSpace(m[field])
+	raw, present := m[field]
+	raw = bytes.TrimSpace(raw)
 	var s string
 	switch {
-	case len(raw) == 0 || string(raw) == "null":
-		return "", false
+	case !present || string(raw) == "null":
+		return "", present, true
 	case json.Unmarshal(raw, &s) == nil:
-		return s, s != ""
+		return s, true, true
 	}
-	return string(raw), true
+	return string(raw), true, true
 }
 
 // withJSONField returns a copy of the JSON object b with its top-level field
-// set to value. When the field is absent it is inserted first and the
-// caller's bytes follow unchanged.
-func withJSONField(b []byte, field, value string) []byte {
+// set to value. An absent field (present false) is inserted first and the
+// caller's bytes follow unchanged; a present one is replaced rather than
+// doubled, since parsers keep the last of two members of one name.
+func withJSONField(b []byte, field, value string, present bool) []byte {
 	name, _ := json.Marshal(field)
 	val, _ := json.Marshal(value)
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) == nil {
-		if _, present := m[field]; present {
-			// Replace the member (a null or empty one, or a key of ours)
-			// rather than add a second: parsers keep the last of two
-			// members of one name.
-			m[field] = val
-			out, _ := json.Marshal(m)
-			return out
-		}
+	if present {
+		var m map[string]json.RawMessage
+		json.Unmarshal(b, &m)
+		m[field] = val
+		out, _ := json.Marshal(m)
+		return out
 	}
 	rest := bytes.TrimLeft(b, " \t\r\n")[1:] // after '{'
 	out := make([]byte, 0, len(b)+len(name)+len(val)+2)

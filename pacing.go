@@ -48,13 +48,12 @@ func (t *Transport) limitsFor(mask uint64) []Limit {
 	return v.([]Limit)
 }
 
-// throttle waits until the limiter lets the next attempt go, or returns why
-// no attempt can be made (an *Error).
-func (c *call) throttle() error {
+// throttle waits from now until the limiter lets the next attempt go, and
+// returns the time then, or why no attempt can be made (an *Error).
+func (c *call) throttle(now time.Time) (time.Time, error) {
 	t := c.t
 	c.hold, c.held = 0, WaitNone
 	ctx := c.req.Context()
-	now := t.now()
 	outage := false
 	for {
 		d, src, err := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
@@ -69,15 +68,15 @@ func (c *call) throttle() error {
 			break
 		}
 		if src == WaitOutage && t.p.BreakerCoolDown > 0 {
-			return c.fail(ClassServerError, ErrCircuitOpen)
+			return now, c.fail(ClassServerError, ErrCircuitOpen)
 		}
 		if d > c.left(now) {
 			if src == WaitOutage {
-				return c.fail(ClassServerError, ErrUnavailable)
+				return now, c.fail(ClassServerError, ErrUnavailable)
 			}
 			e := c.fail(ClassRateLimited, ErrThrottled)
 			e.RetryAt = now.Add(d)
-			return e
+			return now, e
 		}
 		if y := time.Duration(c.st.attempts) * probeYield; src == WaitOutage && d+y <= c.left(now) {
 			// A failed probe costs its call an attempt: a call asks later by
@@ -86,7 +85,7 @@ func (c *call) throttle() error {
 			d += y
 		}
 		if err := t.sleep(ctx, d); err != nil {
-			return c.fail(ClassCanceled, err)
+			return now, c.fail(ClassCanceled, err)
 		}
 		c.hold += d
 		c.held = src
@@ -99,7 +98,7 @@ func (c *call) throttle() error {
 	if c.paid {
 		t.budget.charge()
 	}
-	return nil
+	return now, nil
 }
 
 // observe tells the limiter what attempt a said about the provider.

@@ -1,6 +1,7 @@
 package payretry
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -27,7 +28,7 @@ type peekedBody struct {
 	off    int
 	rest   io.Reader // remainder of the original body; nil when buf holds all of it
 	orig   io.Closer // original body, closed at most once
-	done   func()    // called once on Close (ends the attempt's context)
+	done   context.CancelCauseFunc // called once on Close (ends the attempt's context)
 	closed bool
 }
 
@@ -53,7 +54,7 @@ func (b *peekedBody) Close() error {
 		err = b.orig.Close()
 	}
 	if b.done != nil {
-		b.done()
+		b.done(nil)
 	}
 	return err
 }
@@ -108,12 +109,12 @@ func discard(resp *http.Response) {
 // cancelBody ends an attempt's context when the caller closes the body.
 type cancelBody struct {
 	io.ReadCloser
-	done func()
+	done context.CancelCauseFunc
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.done()
+	b.done(nil)
 	return err
 }
 
@@ -301,16 +302,16 @@ func bodyInMemory(resp *http.Response) bool {
 
 // onClose arranges for done to run when resp's body is closed, or now when
 // there is nothing left to close.
-func onClose(resp *http.Response, done func()) {
+func onClose(resp *http.Response, done context.CancelCauseFunc) {
 	switch b := resp.Body.(type) {
 	case *peekedBody:
 		if b.rest == nil {
-			done() // the body is in memory
+			done(nil) // the body is in memory
 		} else {
 			b.done = done
 		}
 	case nil:
-		done()
+		done(nil)
 	default:
 		resp.Body = &cancelBody{ReadCloser: b, done: done}
 	}

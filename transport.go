@@ -74,11 +74,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	var last *try // the latest answered attempt: the answer if no attempt follows
+	now := c.start
 	for {
-		if err := c.throttle(); err != nil {
+		var err error
+		if now, err = c.throttle(now); err != nil {
 			return c.stop(last, err)
 		}
-		a, err := c.send(last)
+		a, err := c.send(last, now)
 		if err != nil {
 			return c.stop(last, err)
 		}
@@ -92,6 +94,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return c.stop(a.answered(), err) // the caller gave up during the wait
 		}
 		last = c.next(a, d)
+		now = t.now()
 	}
 }
 
@@ -118,6 +121,7 @@ type call struct {
 	throttled string  // the key of the call's last 429, see observe
 	hold      time.Duration
 	held      WaitSource // why the attempt under way was held
+	tries     [2]try     // the attempt under way and the last answered one
 }
 
 // try is one attempt.
@@ -171,11 +175,12 @@ func (c *call) begin(t *Transport, req *http.Request) error {
 	return nil
 }
 
-// send builds and sends the next attempt. last, the previous answer, is
-// discarded once the attempt is certain to go.
-func (c *call) send(last *try) (*try, error) {
+// send builds and sends the next attempt at now. last, the previous answer,
+// is discarded once the attempt is certain to go.
+func (c *call) send(last *try, now time.Time) (*try, error) {
 	t := c.t
-	a := &try{n: c.sends + 1, start: t.now()}
+	a := &c.tries[c.sends%2]
+	*a = try{n: c.sends + 1, start: now}
 	if c.rekey {
 		t.rekey(c.req, &c.k, &c.body)
 		c.rekey = false
@@ -228,9 +233,9 @@ func (c *call) send(last *try) (*try, error) {
 		discard(a.resp)
 		a.resp, a.err = nil, ErrAttemptTimeout
 	}
-	now := t.now()
-	a.took = now.Sub(a.start)
-	c.classify(a, timedOut, now)
+	end := t.now()
+	a.took = end.Sub(a.start)
+	c.classify(a, timedOut, end)
 	return a, nil
 }
 
@@ -355,7 +360,7 @@ func (c *call) stop(last *try, err error) (*http.Response, error) {
 func (c *call) respond(a *try) *http.Response {
 	resp := a.resp
 	if a.cancel != nil {
-		onClose(resp, func() { a.cancel(nil) })
+		onClose(resp, a.cancel)
 	}
 	switch {
 	case resp.Request == nil:
@@ -363,7 +368,10 @@ func (c *call) respond(a *try) *http.Response {
 		info := &callOutcome{provider: c.t.p.Name, class: a.o.class, attempts: c.sends, key: a.key,
 			operation: c.op, unknown: c.st.write && c.st.unknown}
 		resp.Request = resp.Request.WithContext(context.WithValue(c.req.Context(), outcomeKey{}, info))
-	case resp.Request.Context() != c.req.Context():
+	case resp.Request.Context() == c.req.Context():
+	case c.k.header == nil && !c.body.inMemory && c.body.first == nil:
+		resp.Request = c.req // the attempt's request was the caller's but for its context
+	default:
 		resp.Request = resp.Request.WithContext(c.req.Context())
 	}
 	return resp

@@ -14,15 +14,15 @@ import (
 // (HTTP/2 flushes the HEADERS frame first).
 type wire struct {
 	asked, got atomic.Bool
+	hooks      httptrace.ClientTrace
 }
 
 // trace returns ctx with a ClientTrace that reports to w, composed with any
 // trace the caller set.
 func (w *wire) trace(ctx context.Context) context.Context {
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GetConn: func(string) { w.asked.Store(true) },
-		GotConn: func(httptrace.GotConnInfo) { w.got.Store(true) },
-	})
+	w.hooks.GetConn = func(string) { w.asked.Store(true) }
+	w.hooks.GotConn = func(httptrace.GotConnInfo) { w.got.Store(true) }
+	return httptrace.WithClientTrace(ctx, &w.hooks)
 }
 
 // reset forgets the previous attempt.
