@@ -1,8 +1,8 @@
 package payretry
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -26,8 +26,8 @@ const (
 type peekedBody struct {
 	buf    []byte
 	off    int
-	rest   io.Reader // remainder of the original body; nil when buf holds all of it
-	orig   io.Closer // original body, closed at most once
+	rest   io.Reader               // remainder of the original body; nil when buf holds all of it
+	orig   io.Closer               // original body, closed at most once
 	done   context.CancelCauseFunc // called once on Close (ends the attempt's context)
 	closed bool
 }
