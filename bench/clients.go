@@ -49,7 +49,15 @@ const (
 	// Naive is the retry loop many services write by hand (mild faults
 	// only): see NewNaive.
 	Naive = "naive"
+	// RetryablehttpBounded and FailsafeBounded are the peers with the
+	// presets' attempt time-out, BoundedAttempt (overhead only): like for
+	// like with a preset, which bounds every attempt.
+	RetryablehttpBounded = "retryablehttp-20s"
+	FailsafeBounded      = "failsafe-20s"
 )
+
+// BoundedAttempt is the attempt time-out every payretry preset sets.
+const BoundedAttempt = 20 * time.Second
 
 // Peers are the clients most scenarios compare.
 var Peers = []string{Bare, Payretry, Retryablehttp, Failsafe}
@@ -59,7 +67,8 @@ var Presets = []string{PayretryORZ, PayretryVerto, PayretryKeyStone, PayretrySma
 
 // OverheadClients are the clients of the overhead benchmarks, in the order
 // their tables list them: bare, the generic policy, the presets, the peers.
-var OverheadClients = slices.Concat([]string{Bare, Payretry}, Presets, []string{Retryablehttp, Failsafe})
+var OverheadClients = slices.Concat([]string{Bare, Payretry}, Presets,
+	[]string{Retryablehttp, Failsafe, RetryablehttpBounded, FailsafeBounded})
 
 // presets makes the policy of each preset client.
 var presets = map[string]func() payretry.Policy{
@@ -139,10 +148,16 @@ func NewClient(name string, base http.RoundTripper, o Options) (http.RoundTrippe
 	case Naive:
 		rt := NewNaive(base)
 		return rt, &http.Client{Transport: rt}, nil
-	case Retryablehttp:
+	case Retryablehttp, RetryablehttpBounded:
+		if name == RetryablehttpBounded {
+			o.AttemptTimeout = BoundedAttempt
+		}
 		rt := &retryablehttp.RoundTripper{Client: NewRetryablehttp(base, o)}
 		return rt, &http.Client{Transport: rt}, nil
-	case Failsafe:
+	case Failsafe, FailsafeBounded:
+		if name == FailsafeBounded {
+			o.AttemptTimeout = BoundedAttempt
+		}
 		rt := NewFailsafe(base, o)
 		return rt, &http.Client{Transport: rt}, nil
 	}

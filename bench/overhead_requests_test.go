@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,8 +74,9 @@ func TestOverheadRequests(t *testing.T) {
 		}
 		for _, client := range OverheadClients {
 			rec := sent[client]
+			peer := slices.Contains([]string{Bare, Retryablehttp, Failsafe, RetryablehttpBounded, FailsafeBounded}, client)
 			adds := oc.key == "none" && (client == PayretryVerto || // its correlation id
-				oc.method == http.MethodPost && client != Retryablehttp && client != Failsafe && client != Bare)
+				oc.method == http.MethodPost && !peer)
 			if !adds {
 				if !sameHeader(rec.header, bare.header) || string(rec.body) != string(bare.body) {
 					t.Errorf("%s %+v: sent header %v body %s; bare sent %v %s", client, oc, rec.header, rec.body, bare.header, bare.body)
