@@ -31,7 +31,9 @@ type resettingH2 struct {
 	wg   sync.WaitGroup
 
 	mu     sync.Mutex
-	bodies []string // the body of every request executed
+	bodies []string   // the body of every request executed
+	conns  []net.Conn // closed at the end, whatever the client left open
+	done   bool
 }
 
 func newResettingH2(t *testing.T) *resettingH2 {
@@ -50,11 +52,23 @@ func newResettingH2(t *testing.T) *resettingH2 {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			if s.done {
+				c.Close()
+			}
+			s.mu.Unlock()
 			s.wg.Go(func() { s.serve(c) })
 		}
 	})
 	t.Cleanup(func() {
 		ln.Close()
+		s.mu.Lock()
+		s.done = true
+		for _, c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
 		s.wg.Wait()
 	})
 	return s
