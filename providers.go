@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -203,7 +204,7 @@ func classifyKeyStone(resp *http.Response, err error) Class {
 		return c
 	}
 	b := peekBody(resp)
-	if _, msg := decodeError(b); c == ClassForbidden && containsFold(msg, "expired jwt") {
+	if _, msg := decodeError(b); c == ClassForbidden && strings.Contains(strings.ToLower(msg), "expired jwt") {
 		return ClassUnauthorized
 	}
 	if c == ClassBadRequest && listDetail(b) {

@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -157,11 +158,11 @@ func decodeError(body []byte) (code, msg string) {
 	if errText == "" && len(v.Err) > 0 && v.Err[0] == '{' {
 		json.Unmarshal(v.Err, &nested)
 	}
-	code = firstNonEmpty(v.ErrorCode, v.ReasonCode, v.ErrorCode2, rawString(v.Code), rawString(nested.Code))
+	code = cmp.Or(v.ErrorCode, v.ReasonCode, v.ErrorCode2, rawString(v.Code), rawString(nested.Code))
 	if code == "" && v.Type != "" && v.Type != "about:blank" {
 		code = v.Type
 	}
-	msg = firstNonEmpty(detailText(v.Detail), v.Message, nested.Message, errText, v.Title)
+	msg = cmp.Or(detailText(v.Detail), v.Message, nested.Message, errText, v.Title)
 	return code, redactMessage(msg)
 }
 
@@ -208,15 +209,6 @@ func detailText(raw json.RawMessage) string {
 		b.WriteString(it.Msg)
 	}
 	return b.String()
-}
-
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // redactMessage bounds a provider message and masks runs of 12 or more
@@ -275,10 +267,6 @@ func listDetail(body []byte) bool {
 		Detail json.RawMessage `json:"detail"`
 	}
 	return json.Unmarshal(body, &v) == nil && len(v.Detail) > 0 && v.Detail[0] == '['
-}
-
-func containsFold(s, substr string) bool {
-	return strings.Contains(strings.ToLower(s), substr)
 }
 
 // forClassify returns a copy of resp for a policy's Classify: when resp is
