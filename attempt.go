@@ -66,7 +66,8 @@ type Attempt struct {
 	// Retry false, the call ends so: reconcile before acting again.
 	OutcomeUnknown bool
 	// Request is the request the attempt sent, for its context (a hook
-	// reaches the call's trace through it). It must not be modified.
+	// reaches the call's trace through it). It is read-only: it may be the
+	// caller's own request, or share its header.
 	Request *http.Request
 }
 

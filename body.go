@@ -59,6 +59,12 @@ func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
 func (b *body) set(r *http.Request, n int, rewind bool) error {
 	switch {
 	case b.src.Body == nil || b.src.Body == http.NoBody:
+		if !rewind {
+			// Go's HTTP/2 client re-sends a request without a body on its
+			// own; not one with an empty body it cannot rewind. (HTTP/1.1
+			// then sends a POST's empty body chunked.)
+			r.Body, r.GetBody, r.ContentLength = io.NopCloser(bytes.NewReader(nil)), nil, 0
+		}
 		return nil
 	case b.inMemory:
 		buf := b.buf

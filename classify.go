@@ -210,6 +210,7 @@ func (c *call) classify(a *try, timedOut bool, now time.Time) {
 			o.keyInUse = o.class == ClassConflict && keyInUse(a.code, a.msg)
 			o.retryAfter, o.hasRetryAfter = retryAfter(a.resp.Header, now)
 			o.replayed = replayed(a.resp.Header)
+			o.stored = c.t.p.Stored == nil || c.t.p.Stored(forClassify(a.resp))
 		}
 		return
 	}

@@ -37,7 +37,10 @@ type outcome struct {
 	// key (Idempotent-Replayed: true): history from an earlier call, such
 	// as a process that died, not a fresh failure.
 	replayed bool
-	cause    error // the error, when no response was received
+	// stored: an answer from the provider itself, which it keeps under
+	// the key (Policy.Stored), not a gateway's in front of it.
+	stored bool
+	cause  error // the error, when no response was received
 	// retryAfter is the provider's Retry-After, when hasRetryAfter.
 	retryAfter    time.Duration
 	hasRetryAfter bool
@@ -73,8 +76,9 @@ type decision struct {
 //   - no wait passes MaxRetryAfter, MaxElapsedTime or the context's deadline,
 //     and no wait is shorter than the provider's Retry-After or the rule's
 //     MinWait;
+//   - a new key only after the provider's own stored answer (NewKey);
 //   - a replay of a stored failure (history) moves on at once and costs no
-//     attempt, at most MaxAttempts times;
+//     attempt, wait or budget, at most MaxAttempts times;
 //   - a retry needs the retry budget to have one left (it is paid when sent,
 //     unless it waited for an outage probe: see call.throttle).
 func (t *Transport) decide(s state, o outcome, b bounds) decision {
@@ -83,6 +87,9 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 	}
 	d := decision{unknown: s.unknown || t.leavesUnknown(s, o)}
 	rule := t.rules[o.class]
+	// The provider's stored answer to a key of an earlier call (history),
+	// which asks for the next key: at most MaxAttempts are walked past.
+	history := o.replayed && o.stored && rule.NewKey && s.keyed && !d.unknown && s.replays < t.p.MaxAttempts
 	switch {
 	case o.class == ClassCanceled:
 		d.reason = cmp.Or(o.cause, context.Canceled)
@@ -96,13 +103,18 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 		// Only a request that never left, or a 401, proves that a write
 		// without a key did not execute.
 		d.reason = ErrUnsafeRetry
-	case s.attempts >= t.p.MaxAttempts:
+	case s.attempts >= t.p.MaxAttempts && !history:
 		d.reason = ErrRetriesExhausted
 	case !s.replayable:
 		d.reason = ErrBodyNotReplayable
 	}
 	if d.reason != nil {
 		return d
+	}
+	if history {
+		// History, not a fresh failure: the next key goes at once, and the
+		// replay costs no attempt, no wait and no budget.
+		return decision{retry: true, newKey: true, history: true}
 	}
 
 	wait, source := time.Duration(0), WaitNone
@@ -130,12 +142,7 @@ func (t *Transport) decide(s state, o outcome, b bounds) decision {
 		return decision{unknown: d.unknown, reason: ErrRetryBudget}
 	}
 	d.retry, d.wait, d.source = true, wait, source
-	d.newKey = rule.NewKey && s.keyed && !d.unknown && o.status != 0
-	if d.newKey && o.replayed && s.replays < t.p.MaxAttempts {
-		// A stored failure replayed for a key of an earlier call: walk on
-		// to the next key at once, without spending an attempt on history.
-		d.wait, d.source, d.history = 0, WaitNone, true
-	}
+	d.newKey = rule.NewKey && s.keyed && !d.unknown && o.stored
 	return d
 }
 
@@ -153,7 +160,7 @@ func (t *Transport) leavesUnknown(s state, o outcome) bool {
 	case o.status == 0, o.class == ClassTimeout:
 		return true
 	case o.class == ClassServerError:
-		return !t.rules[ClassServerError].NewKey
+		return !(t.rules[ClassServerError].NewKey && o.stored)
 	case s.keyed && (t.rules[o.class].OutcomeUnknown || o.class == ClassConflict && o.keyInUse):
 		return true
 	}

@@ -25,8 +25,9 @@ var (
 	roomy      = bounds{left: time.Hour, backoff: 100 * time.Millisecond, budget: true}
 )
 
+// answered is the provider's own answer.
 func answered(class Class, status int) outcome {
-	return outcome{class: class, status: status, sent: true}
+	return outcome{class: class, status: status, sent: true, stored: true}
 }
 
 func TestDecide(t *testing.T) {
@@ -66,6 +67,10 @@ func TestDecide(t *testing.T) {
 		{"ORZCash 429 after an unknown outcome: same key", orz, st(func(s *state) { s.unknown = true }),
 			answered(ClassRateLimited, 429), roomy,
 			decision{retry: true, wait: 100 * time.Millisecond, source: WaitBackoff, unknown: true}},
+		{"ORZCash: a gateway's 5xx keeps the key", orz, keyedWrite, outcome{class: ClassServerError, status: 524, sent: true}, roomy,
+			decision{retry: true, wait: 100 * time.Millisecond, source: WaitBackoff, unknown: true}},
+		{"ORZCash: a gateway's 429 keeps the key", orz, keyedWrite, outcome{class: ClassRateLimited, status: 429, sent: true}, roomy,
+			decision{retry: true, wait: 100 * time.Millisecond, source: WaitBackoff}},
 		{"ORZCash time-out: same key", orz, keyedWrite, noAnswer, roomy,
 			decision{retry: true, wait: 100 * time.Millisecond, source: WaitBackoff, unknown: true}},
 		{"no answer without a key: not sent again", generic, st(func(s *state) { s.keyed = false }), noAnswer, roomy,

@@ -26,8 +26,8 @@ var ErrBodyNotReplayable = errors.New("payretry: request body cannot be replayed
 var ErrThrottled = errors.New("payretry: held by the provider's rate limit")
 
 // ErrUnavailable is the cause of an [Error] when no request was sent because
-// the provider is down (failures in a row) and the call's deadline came
-// before a probe found it back.
+// the provider is down (most of its last requests failed) and the call's
+// deadline came before a probe found it back.
 var ErrUnavailable = errors.New("payretry: provider unavailable")
 
 // ErrCircuitOpen is the cause of an [Error] when Policy.BreakerCoolDown is set

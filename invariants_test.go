@@ -413,7 +413,7 @@ func checkSequence(t *testing.T, c *choices) {
 // leavesUnknownOnTheWire says, from the outside, whether an action leaves a
 // write's outcome unknown: no answer after the request may have left; a 5xx
 // that the provider does not store as the key's answer (the policy declares
-// that with NewKey, and ORZCash only in its own error format); a 409 saying
+// that with NewKey, and with Stored which answers are its own); a 409 saying
 // the key is in use.
 func leavesUnknownOnTheWire(tr *Transport, a action, keyed bool) bool {
 	code, msg := decodeError([]byte(a.body))
@@ -421,11 +421,8 @@ func leavesUnknownOnTheWire(tr *Transport, a action, keyed bool) bool {
 	case a.reset || a.stall:
 		return true
 	case a.status >= 500:
-		stored := tr.rules[ClassServerError].NewKey
-		if strings.HasPrefix(tr.p.Name, "orzcash") {
-			stored = stored && code != ""
-		}
-		return !stored
+		resp := &http.Response{StatusCode: a.status, Body: io.NopCloser(strings.NewReader(a.body))}
+		return !(tr.rules[ClassServerError].NewKey && (tr.p.Stored == nil || tr.p.Stored(resp)))
 	case a.status == 409:
 		return keyed && keyInUse(code, msg)
 	}

@@ -50,8 +50,8 @@ type keys struct {
 	name   string      // the header key that carries key, when it is a header
 	// The chain that new keys follow (see Policy.derivedKey): from the
 	// operation id, or from the caller's own key; random when both are "".
-	kind, base string
-	n          int // the chain index of key
+	kind, target, base string
+	n                  int // the chain index of key
 }
 
 // chooseKeys chooses the call's key, once, before the first attempt, and its
@@ -60,10 +60,10 @@ type keys struct {
 // JSON body field when the body is in memory.
 func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	p := &t.p
-	k := keys{kind: "operation", base: op}
+	k := keys{kind: "operation", target: req.Method + " " + req.URL.Path, base: op}
 	fresh := func() string {
 		if op != "" {
-			return p.derivedKey(k.kind, op, 0)
+			return p.derivedKey(k.kind, k.target, op, 0)
 		}
 		return newKey()
 	}
@@ -95,7 +95,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 		// names where its provider reads the key; another header is not it.
 		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
 			if v, name := lookup(req.Header, h); v != "" {
-				k.key, k.name = v, name
+				k.key, k.name, k.kind, k.base = v, name, "key", v
 				break
 			}
 		}
@@ -106,7 +106,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 			if op != "" {
 				// Verto API, Errors and Retries: "Generate a Vfx-Correlation-Id
 				// for each logical operation": one per operation, across calls.
-				id = p.derivedKey("correlation", op, 0)
+				id = p.derivedKey("correlation", "", op, 0)
 			}
 			add = append(add, h, id)
 		}
@@ -129,7 +129,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.n++
 	if k.base != "" {
-		k.key = t.p.derivedKey(k.kind, k.base, k.n)
+		k.key = t.p.derivedKey(k.kind, k.target, k.base, k.n)
 	} else {
 		k.key = newKey()
 	}

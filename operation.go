@@ -22,8 +22,10 @@ import (
 // reach the provider with the same keys, in the same order, and the provider
 // answers the keys it has seen from its store instead of executing again.
 // Keys are namespaced by the policy's Name and Account, so that two
-// providers or two merchant accounts never share one. A key the caller sets
-// on the request itself still wins.
+// providers or two merchant accounts never share one, and by the request's
+// method and path, so that a capture after a charge of the same operation
+// is another request; two requests with one method, path and id are one
+// payment. A key the caller sets on the request itself still wins.
 //
 // An empty id is an error at the call ([ErrEmptyOperation]), never a
 // silent random key.
@@ -43,10 +45,11 @@ func operation(ctx context.Context) (string, bool) {
 var keySpace = uuid.MustParse("11e55433-6391-490f-86d1-4df2bc08def4")
 
 // derivedKey returns the nth key (0 for the first) of the chain that base (an
-// operation id, or a caller's own key) starts: a version-5 UUID of the
-// policy's Name and Account, kind and base. Why that is no weaker than a
-// random key: README, "Across restarts".
-func (p *Policy) derivedKey(kind, base string, n int) string {
-	name := p.Name + "\x00" + p.Account + "\x00" + kind + "\x00" + base + "\x00" + strconv.Itoa(n)
+// operation id, or a caller's own key) starts for a request to target (its
+// method and path): a version-5 UUID of the policy's Name and Account, kind,
+// target and base. Why that is no weaker than a random key: README, "Across
+// restarts".
+func (p *Policy) derivedKey(kind, target, base string, n int) string {
+	name := p.Name + "\x00" + p.Account + "\x00" + kind + "\x00" + target + "\x00" + base + "\x00" + strconv.Itoa(n)
 	return uuid.NewSHA1(keySpace, []byte(name)).String()
 }

@@ -53,10 +53,11 @@ func TestORZCash_NewKeyAfter5xx(t *testing.T) {
 
 // ORZCash Access API, 3.2 Responses: "Only the requests that fails with the
 // following HTTP status codes should be retried ... 429 (Rate Limits)" and "a
-// new idempotency key should be provided".
+// new idempotency key should be provided". A 429 that is not in ORZCash's
+// format (a WAF's, a CDN's) stored nothing: its key is unused, and kept.
 func TestORZCash_NewKeyAfter429(t *testing.T) {
-	pv := newPV(t, ORZCash(), status(429, `{"message":"slow down"}`), status(500, `{"code":"E500","message":"internal"}`),
-		status(429, ""), status(201, `{"id":"t1"}`))
+	rate := status(429, `{"code":"RATE_LIMITED","message":"slow down"}`)
+	pv := newPV(t, ORZCash(), rate, status(500, `{"code":"E500","message":"internal"}`), rate, status(201, `{"id":"t1"}`))
 	body := `{"amount":"10.00"}`
 
 	resp := pv.send(http.MethodPost, "/transfers", body)
@@ -67,6 +68,11 @@ func TestORZCash_NewKeyAfter429(t *testing.T) {
 	assert.Equal(t, keys[3], resp.Request.Header.Get("Idempotency-Key"))
 	pv.bodies(body)
 	pv.waited(500*time.Millisecond, time.Second, 2*time.Second)
+
+	gw := newPV(t, ORZCash(), status(429, "Too Many Requests", "Content-Type", "text/plain"), status(201, `{"id":"t2"}`))
+	resp = gw.send(http.MethodPost, "/transfers", body)
+	assert.Equal(t, 201, resp.StatusCode)
+	pvSame(t, gw.keys(), 2)
 }
 
 // ORZCash Access API, 3.2 Responses: "Retries should have an exponential backoff
@@ -158,7 +164,7 @@ func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
 	assert.Equal(t, callerKey, keys[0], "caller's key on attempt 1")
 	assert.NotEqual(t, callerKey, keys[1], "new key after the 5xx")
 	p := ORZCash()
-	assert.Equal(t, p.derivedKey("key", callerKey, 1), keys[1])
+	assert.Equal(t, p.derivedKey("key", "POST /transfers", callerKey, 1), keys[1])
 	assert.Equal(t, callerKey, req.Header.Get("Idempotency-Key"), "caller's request not modified")
 	assert.Equal(t, keys[1], resp.Request.Header.Get("Idempotency-Key"))
 }

@@ -104,8 +104,8 @@ func (c *call) throttle(now time.Time) (time.Time, error) {
 // observe tells the limiter what attempt a said about the provider.
 func (c *call) observe(a *try) {
 	switch {
-	case a.o.class == ClassCanceled:
-		return // says nothing about the provider
+	case a.o.class == ClassCanceled, a.o.replayed:
+		return // says nothing about the provider now
 	case a.o.class == ClassRateLimited && a.key != "" && a.key == c.throttled:
 		// A second 429 to the same key may be the provider's stored answer
 		// replayed (ORZCash stores every response): no new evidence about
@@ -135,6 +135,9 @@ func (c *call) observe(a *try) {
 		// wait; on a 3xx the delay before following a redirect, on a 2xx a
 		// polling hint (RFC 9110 §10.2.3).
 		sig.RetryAt = time.Time{}
+	}
+	if sig.Reset.IsZero() && (sig.Remaining == 0 || sig.Limit == 0) {
+		sig.Reset = now.Add(pacing.DefaultHold) // spent, and no reset said
 	}
 	sig = sig.bound(now, c.t.p.MaxRetryAfter)
 	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {

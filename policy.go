@@ -76,6 +76,14 @@ type Policy struct {
 	// corrects Network and Timeout with what it saw on the wire.
 	Classify func(resp *http.Response, err error) Class
 
+	// Stored, if set, reports whether a response is the provider's own
+	// answer, which it keeps under the request's key, rather than one from
+	// a gateway, CDN or proxy in front of it that stored nothing. A rule's
+	// NewKey applies only to the provider's own answer; any other 5xx
+	// leaves a write's outcome unknown and keeps the key. nil means every
+	// response is the provider's own. ORZCash sets it to its error format.
+	Stored func(resp *http.Response) bool
+
 	// IdempotencyHeader names the request header that carries the
 	// idempotency key, such as "Idempotency-Key". Set it or
 	// IdempotencyField, not both; with neither, keys are not managed (a key
@@ -88,9 +96,10 @@ type Policy struct {
 	// KeyMethods are the methods that get a key when the caller set none.
 	// nil means POST only.
 	KeyMethods []string
-	// CorrelationHeader, if set, names a header given one random id per
-	// logical call, kept on every attempt (Verto's "Vfx-Correlation-Id");
-	// a value the caller set is kept.
+	// CorrelationHeader, if set, names a header given one id per logical
+	// call, kept on every attempt (Verto's "Vfx-Correlation-Id"): random,
+	// or derived from the operation id (see WithOperation). A value the
+	// caller set is kept.
 	CorrelationHeader string
 
 	// RefreshAuth is called at most once per logical call, after a 401, with
@@ -122,7 +131,8 @@ type Policy struct {
 	// RetryBudgetBurst is the budget's depth and starting balance (default 10).
 	RetryBudgetBurst int
 	// BreakerCoolDown, if set, turns on the circuit breaker: while a
-	// provider is down (5 failures in a row), requests fail at once with
+	// provider is down (12 of its last 20 requests failed: see Pacing),
+	// requests fail at once with
 	// [ErrCircuitOpen] instead of waiting for a probe, and one probe goes
 	// through after each cool-down. 0 means requests wait (within their
 	// deadline) while a probe every 100ms finds out when the provider is back;
@@ -153,7 +163,8 @@ type Rule struct {
 	// could then execute the payment twice.
 	NewKey bool
 	// MinWait and MaxWait clamp the backoff wait before the retry (Verto
-	// asks for 5-10 s after a 5xx); 0 means no bound. A Retry-After wins.
+	// asks for 5-10 s after a 5xx); 0 means no bound. A longer Retry-After
+	// wins over MaxWait; a shorter one does not shorten MinWait.
 	MinWait, MaxWait time.Duration
 	// OutcomeUnknown marks a response of this class to a request that
 	// carried a key as not settling the outcome (SmartRetry: a 409 with a

@@ -1,6 +1,7 @@
 package payretry
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -44,7 +45,7 @@ func ORZCash() Policy {
 		// to your POST request"; "A UUID key".
 		IdempotencyHeader: "Idempotency-Key",
 		KeyMethods:        []string{http.MethodPost},
-		Classify:          classifyORZCash,
+		Stored:            orzcashOwn,
 		Rules: map[Class]Rule{
 			// ORZCash Access API, 3.2 Responses: "Only the requests that fails
 			// with the following HTTP status codes should be retried ... 5xx
@@ -66,24 +67,21 @@ func ORZCash() Policy {
 	}
 }
 
-// classifyORZCash tells ORZCash's own 5xx, which it stores under the key and
-// replays (ORZCash Access API, 3.2 Responses: "all requests with the same
-// idempotency key returns the same result, including 500 requests"), from
-// any 5xx without ORZCash's error body ({"code": ..., "message": ...}): a
-// CDN, load balancer or proxy in front (Cloudflare's 520-527, Envoy's
-// "upstream connect error", nginx's HTML 502/503/504) answered instead,
-// ORZCash may still be executing the request, and nothing was stored under
-// the key. That is an unknown outcome, like a time-out: the retry keeps the
-// key, never a new one, which could execute the payment twice.
-func classifyORZCash(resp *http.Response, err error) Class {
-	c := Classify(resp, err)
-	if c != ClassServerError {
-		return c
+// orzcashOwn reports whether resp is ORZCash's own answer, which it stores
+// under the key and replays (ORZCash Access API, 3.2 Responses: "all requests
+// with the same idempotency key returns the same result, including 500
+// requests"): an error in ORZCash's format, a JSON object with its "code" and
+// "message". Anything else came from a CDN, load balancer or proxy in front
+// (Cloudflare's 520-527, Envoy's "upstream connect error", nginx's HTML
+// 502/503/504, a WAF's 429): nothing was stored under the key, and ORZCash may
+// still be executing the request, so the key must not change.
+func orzcashOwn(resp *http.Response) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(peekBody(resp), &m) != nil {
+		return false
 	}
-	if code, _ := decodeError(peekBody(resp)); code == "" {
-		return ClassTimeout
-	}
-	return c
+	var msg string
+	return rawString(m["code"]) != "" && json.Unmarshal(m["message"], &msg) == nil
 }
 
 // Verto returns the policy of the Verto API.
@@ -138,8 +136,8 @@ func Verto() Policy {
 // dictionary (Verto API, Errors and Retries).
 func classifyVerto(resp *http.Response, err error) Class {
 	c := Classify(resp, err)
-	if resp == nil || c == ClassSuccess {
-		return c
+	if resp == nil || resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		return c // a 5xx stays one whatever its code: it may have executed
 	}
 	code, _ := decodeError(peekBody(resp))
 	switch code {

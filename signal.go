@@ -171,16 +171,15 @@ func hasRateFields(h http.Header) bool {
 	return false
 }
 
-// bound returns s with every instant it holds a scope until (RetryAt, Reset)
-// at most max after now: what a provider or a gateway sends is untrusted,
-// and no header may stop payments for longer than the policy allows
-// (Policy.MaxRetryAfter).
+// bound returns s with every instant it holds a scope until (RetryAt, and
+// Reset with the limiter's margin after it) at most max after now: what a
+// provider or a gateway sends is untrusted, and no header may stop payments
+// for longer than the policy allows (Policy.MaxRetryAfter).
 func (s Signal) bound(now time.Time, max time.Duration) Signal {
-	limit := now.Add(max)
-	if s.RetryAt.After(limit) {
+	if limit := now.Add(max); s.RetryAt.After(limit) {
 		s.RetryAt = limit
 	}
-	if s.Reset.After(limit) {
+	if limit := now.Add(max - pacing.HoldMargin); s.Reset.After(limit) {
 		s.Reset = limit
 	}
 	return s

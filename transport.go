@@ -19,9 +19,9 @@ import (
 // RoundTrip keeps the [http.RoundTripper] contract: whenever the final attempt
 // got a response, of any status, it is returned with a nil error and a
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
-// resp.Request is the request of the final attempt, so its header shows the
-// key it carried; its context has the caller's values and ends when the body
-// is closed. When no response was obtained, RoundTrip returns nil and an
+// resp.Request is the request of the final attempt (the caller's own when it
+// went as it was), so its header shows the key it carried; its context is the
+// caller's. When no response was obtained, RoundTrip returns nil and an
 // [*Error] whose OutcomeUnknown says whether a write may have reached the
 // provider.
 //
@@ -193,7 +193,7 @@ func (c *call) send(last *try, now time.Time) (*try, error) {
 	}
 	a.req = c.req
 	if ctx != c.req.Context() || c.k.header != nil || c.body.inMemory || c.body.first != nil ||
-		a.n > 1 || !c.rewind && c.req.GetBody != nil {
+		a.n > 1 || !c.rewind {
 		a.req = c.req.WithContext(ctx)
 		if c.k.header != nil {
 			a.req.Header = c.k.header
@@ -298,8 +298,25 @@ func (c *call) refreshAuth() error {
 		r.Header = c.k.header.Clone()
 	}
 	r.Body, r.GetBody, r.ContentLength = nil, nil, 0
+	corr, corrName := "", c.t.p.CorrelationHeader
+	if corrName != "" {
+		corr, _ = lookup(r.Header, corrName)
+	}
 	if err := c.t.p.RefreshAuth(r); err != nil {
 		return err
+	}
+	// The hook renews credentials: the key and the correlation id stay.
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	for name, v := range map[string]string{c.k.name: c.k.key, corrName: corr} {
+		if name == "" || v == "" {
+			continue
+		}
+		if _, spelled := lookup(r.Header, name); spelled != "" {
+			delete(r.Header, spelled)
+		}
+		r.Header[name] = []string{v}
 	}
 	c.k.header = r.Header
 	return nil
