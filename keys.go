@@ -152,20 +152,96 @@ func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 // false when the body is not one JSON object, the only shape that can carry
 // the field.
 func bodyKey(b []byte, field string) (key string, present, ok bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil || m == nil {
+	b = bytes.Trim(b, " \t\r\n") // JSON's white space
+	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
 		return "", false, false
 	}
-	raw, present := m[field]
-	raw = bytes.TrimSpace(raw)
+	raw, present := member(b, field)
 	var s string
 	switch {
 	case !present || string(raw) == "null":
 		return "", present, true
+	case raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
+		return string(raw[1 : len(raw)-1]), true, true // a string without escapes
 	case json.Unmarshal(raw, &s) == nil:
 		return s, true, true
 	}
 	return string(raw), true, true
+}
+
+// member returns the value of the last top-level member named field of the
+// JSON object b, which must be valid. It reads the object without decoding
+// it: a map of every member costs KeyStone's calls most of their time.
+func member(b []byte, field string) (raw []byte, present bool) {
+	i := 1 // after '{'
+	for {
+		i = skipSpace(b, i)
+		if b[i] == '}' {
+			return raw, present
+		}
+		name := b[i:skipString(b, i)]
+		i = skipSpace(b, i+len(name)) + 1 // after ':'
+		i = skipSpace(b, i)
+		end := skipValue(b, i)
+		if isName(name, field) {
+			raw, present = b[i:end], true
+		}
+		if i = skipSpace(b, end); b[i] == ',' {
+			i++
+		}
+	}
+}
+
+// isName reports whether a member's quoted name, escapes decoded, is field.
+func isName(q []byte, field string) bool {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return string(q[1:len(q)-1]) == field
+	}
+	var s string
+	json.Unmarshal(q, &s)
+	return s == field
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the end of the JSON string that starts at i.
+func skipString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// skipValue returns the end of the JSON value that starts at i.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		for depth := 0; ; i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(b) && bytes.IndexByte([]byte(",}] \t\r\n"), b[i]) < 0 {
+		i++ // a number, true, false or null
+	}
+	return i
 }
 
 // withJSONField returns a copy of the JSON object b with its top-level field

@@ -1,6 +1,8 @@
 package payretry
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -72,4 +74,31 @@ func TestJSONField(t *testing.T) {
 		assert.Equal(t, tc.key, key, tc.body)
 		assert.Equal(t, tc.ok, key != "", tc.body)
 	}
+}
+
+// bodyKey reads a member without decoding the object: it agrees with
+// encoding/json's reading of a map (escaped names, nested values, duplicate
+// members, non-objects).
+func FuzzBodyKey(f *testing.F) {
+	for _, s := range []string{`{"idempotency_key":"k1","amount":1}`, `{"a":{"idempotency_key":"x"},"idempotency_key":2}`,
+		`{"idempotency\u005fkey":"esc"}`, `{"idempotency_key":"a","idempotency_key":"b"}`, ` [1]`, `{"x":"}\"{"}`,
+		`{"idempotency_key":null}`, `{"idempotency_key":[1,{"a":"]"}]}`, `{}`, `nul`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		key, present, ok := bodyKey([]byte(s), "idempotency_key")
+		var m map[string]json.RawMessage
+		wantOK := json.Unmarshal([]byte(s), &m) == nil && m != nil
+		require.Equal(t, wantOK, ok, "%q", s)
+		if !ok {
+			return
+		}
+		raw, wantPresent := m["idempotency_key"]
+		require.Equal(t, wantPresent, present, "%q", s)
+		var want string
+		if raw = bytes.TrimSpace(raw); wantPresent && string(raw) != "null" && json.Unmarshal(raw, &want) != nil {
+			want = string(raw)
+		}
+		require.Equal(t, want, key, "%q", s)
+	})
 }
