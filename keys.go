@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -161,7 +162,7 @@ func bodyKey(b []byte, field string) (key string, present, ok bool) {
 	switch {
 	case !present || string(raw) == "null":
 		return "", present, true
-	case raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
+	case raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw):
 		return string(raw[1 : len(raw)-1]), true, true // a string without escapes
 	case json.Unmarshal(raw, &s) == nil:
 		return s, true, true
