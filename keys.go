@@ -51,8 +51,9 @@ type keys struct {
 	name   string      // the header key that carries key, when it is a header
 	// The chain that new keys follow (see Policy.derivedKey): from the
 	// operation id, or from the caller's own key; random when both are "".
-	kind, target, base string
-	n                  int // the chain index of key
+	kind, base string
+	req        *http.Request // whose method and path the chain is for
+	n          int           // the chain index of key
 }
 
 // chooseKeys chooses the call's key, once, before the first attempt, and its
@@ -61,10 +62,10 @@ type keys struct {
 // JSON body field when the body is in memory.
 func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	p := &t.p
-	k := keys{kind: "operation", target: req.Method + " " + req.URL.Path, base: op}
+	k := keys{kind: "operation", req: req, base: op}
 	fresh := func() string {
 		if op != "" {
-			return p.derivedKey(k.kind, k.target, op, 0)
+			return p.derivedKey(k.kind, req, op, 0)
 		}
 		return newKey()
 	}
@@ -107,7 +108,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 			if op != "" {
 				// Verto API, Errors and Retries: "Generate a Vfx-Correlation-Id
 				// for each logical operation": one per operation, across calls.
-				id = p.derivedKey("correlation", "", op, 0)
+				id = p.derivedKey("correlation", nil, op, 0)
 			}
 			add = append(add, h, id)
 		}
@@ -130,7 +131,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.n++
 	if k.base != "" {
-		k.key = t.p.derivedKey(k.kind, k.target, k.base, k.n)
+		k.key = t.p.derivedKey(k.kind, k.req, k.base, k.n)
 	} else {
 		k.key = newKey()
 	}

@@ -2,6 +2,7 @@ package payretry
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -45,11 +46,15 @@ func operation(ctx context.Context) (string, bool) {
 var keySpace = uuid.MustParse("11e55433-6391-490f-86d1-4df2bc08def4")
 
 // derivedKey returns the nth key (0 for the first) of the chain that base (an
-// operation id, or a caller's own key) starts for a request to target (its
-// method and path): a version-5 UUID of the policy's Name and Account, kind,
-// target and base. Why that is no weaker than a random key: README, "Across
-// restarts".
-func (p *Policy) derivedKey(kind, target, base string, n int) string {
+// operation id, or a caller's own key) starts for req (its method and path;
+// nil for none): a version-5 UUID of the policy's Name and Account, kind,
+// req's method and path, and base. Why that is no weaker than a random key:
+// README, "Across restarts".
+func (p *Policy) derivedKey(kind string, req *http.Request, base string, n int) string {
+	target := ""
+	if req != nil {
+		target = req.Method + " " + req.URL.Path
+	}
 	name := p.Name + "\x00" + p.Account + "\x00" + kind + "\x00" + target + "\x00" + base + "\x00" + strconv.Itoa(n)
 	return uuid.NewSHA1(keySpace, []byte(name)).String()
 }

@@ -69,7 +69,7 @@ func TestOperationCorrelationAndBodyKey(t *testing.T) {
 	_, err := sendOp(t, tr, ks.URL, "settle-9", `{"amount":"1.00"}`)
 	require.NoError(t, err)
 	p := KeyStone()
-	assert.JSONEq(t, `{"idempotency_key":"`+p.derivedKey("operation", "POST ", "settle-9", 0)+`","amount":"1.00"}`,
+	assert.JSONEq(t, `{"idempotency_key":"`+p.derivedKey("operation", httptestRequest(http.MethodPost, ""), "settle-9", 0)+`","amount":"1.00"}`,
 		string(ks.Requests()[0].Body))
 }
 
@@ -83,8 +83,8 @@ func TestOperationChainAndCallerKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 201, resp.StatusCode)
 	p := ORZCash()
-	want := []string{p.derivedKey("operation", "POST ", "order-3", 0), p.derivedKey("operation", "POST ", "order-3", 1),
-		p.derivedKey("operation", "POST ", "order-3", 2)}
+	want := []string{p.derivedKey("operation", httptestRequest(http.MethodPost, ""), "order-3", 0), p.derivedKey("operation", httptestRequest(http.MethodPost, ""), "order-3", 1),
+		p.derivedKey("operation", httptestRequest(http.MethodPost, ""), "order-3", 2)}
 	assert.Equal(t, want, s.headers("Idempotency-Key"))
 
 	s2 := newScript(t, status(201, ""))

@@ -164,7 +164,7 @@ func TestORZCash_CallerKeyUsedOnFirstAttempt(t *testing.T) {
 	assert.Equal(t, callerKey, keys[0], "caller's key on attempt 1")
 	assert.NotEqual(t, callerKey, keys[1], "new key after the 5xx")
 	p := ORZCash()
-	assert.Equal(t, p.derivedKey("key", "POST /transfers", callerKey, 1), keys[1])
+	assert.Equal(t, p.derivedKey("key", httptestRequest(http.MethodPost, "/transfers"), callerKey, 1), keys[1])
 	assert.Equal(t, callerKey, req.Header.Get("Idempotency-Key"), "caller's request not modified")
 	assert.Equal(t, keys[1], resp.Request.Header.Get("Idempotency-Key"))
 }
