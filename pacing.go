@@ -136,9 +136,6 @@ func (c *call) observe(a *try) {
 		// polling hint (RFC 9110 §10.2.3).
 		sig.RetryAt = time.Time{}
 	}
-	if sig.Reset.IsZero() && (sig.Remaining == 0 || sig.Limit == 0) {
-		sig.Reset = now.Add(pacing.DefaultHold) // spent, and no reset said
-	}
 	sig = sig.bound(now, c.t.p.MaxRetryAfter)
 	if err := c.t.p.Limiter.Observe(c.req.Context(), c.scope, now, sig); err != nil {
 		c.logLimiter(err)

@@ -174,8 +174,12 @@ func hasRateFields(h http.Header) bool {
 // bound returns s with every instant it holds a scope until (RetryAt, and
 // Reset with the limiter's margin after it) at most max after now: what a
 // provider or a gateway sends is untrusted, and no header may stop payments
-// for longer than the policy allows (Policy.MaxRetryAfter).
+// for longer than the policy allows (Policy.MaxRetryAfter). A spent quota
+// that says no reset is spent for DefaultHold, within that bound too.
 func (s Signal) bound(now time.Time, max time.Duration) Signal {
+	if s.Reset.IsZero() && (s.Remaining == 0 || s.Limit == 0) {
+		s.Reset = now.Add(pacing.DefaultHold)
+	}
 	if limit := now.Add(max); s.RetryAt.After(limit) {
 		s.RetryAt = limit
 	}
