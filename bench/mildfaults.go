@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -188,26 +186,12 @@ func RunMildFaults(ctx context.Context, cfg MildFaultsConfig, provider payretryt
 // payMild sends one payment with a fresh Idempotency-Key (a UUID, which
 // ORZCash requires) and reports whether it was answered 2xx within timeout.
 func payMild(ctx context.Context, c *http.Client, url string, p payretrytest.Provider, ref string, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(PaymentBody(ref)))
-	if err != nil {
-		return false
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", newUUID())
+	h := http.Header{"Idempotency-Key": {newUUID()}, "Authorization": {"Bearer " + APIKey}}
 	if p == payretrytest.SmartRetry {
-		req.Header.Set("X-Api-Key", APIKey)
-	} else {
-		req.Header.Set("Authorization", "Bearer "+APIKey)
+		h = http.Header{"Idempotency-Key": h["Idempotency-Key"], "X-Api-Key": {APIKey}}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 300
+	status := pay(ctx, c, url, ref, h, timeout)
+	return status >= 200 && status < 300
 }
 
 // Percentile returns the p-th percentile of ds by the nearest-rank method

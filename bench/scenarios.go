@@ -24,26 +24,34 @@ type Row struct {
 	Series *Series `json:"-"`
 }
 
-// pay sends one payment through c and reports whether it was answered 200.
-func pay(ctx context.Context, c *http.Client, url, ref, key string, timeout time.Duration) bool {
+// pay sends one payment through c, a JSON body with the header fields h, and
+// returns the status of its answer within timeout, or 0 for none.
+func pay(ctx context.Context, c *http.Client, url, ref string, h http.Header, timeout time.Duration) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(PaymentBody(ref)))
 	if err != nil {
-		return false
+		return 0
 	}
+	req.Header = h.Clone()
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+APIKey)
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode
+}
+
+// bearer is the header of the scenarios' payments: the API key as a bearer
+// token and, when key is not empty, an Idempotency-Key.
+func bearer(key string) http.Header {
+	h := http.Header{"Authorization": {"Bearer " + APIKey}}
+	if key != "" {
+		h.Set("Idempotency-Key", key)
+	}
+	return h
 }
 
 func ref(i int) string { return fmt.Sprintf("pay-%06d", i) }
@@ -105,7 +113,7 @@ func RunGoodput(ctx context.Context, cfg GoodputConfig, client string) (Row, err
 	for range cfg.Workers {
 		wg.Go(func() {
 			for i := range jobs {
-				if pay(ctx, c, srv.URL+PaymentPath, ref(i), "", cfg.PaymentTimeout) {
+				if pay(ctx, c, srv.URL+PaymentPath, ref(i), bearer(""), cfg.PaymentTimeout) == http.StatusOK {
 					ok.Add(1)
 				}
 			}
@@ -206,7 +214,7 @@ func RunOutage(ctx context.Context, cfg OutageConfig, client string) (Row, error
 			inOutage.Add(1)
 		}
 		wg.Go(func() {
-			if pay(ctx, c, srv.URL+PaymentPath, ref(i), "", cfg.PaymentTimeout) {
+			if pay(ctx, c, srv.URL+PaymentPath, ref(i), bearer(""), cfg.PaymentTimeout) == http.StatusOK {
 				ok.Add(1)
 			}
 		})
@@ -290,7 +298,7 @@ func RunDuplicates(ctx context.Context, cfg DuplicatesConfig, client string, cal
 				if callerKey {
 					key = "caller-" + ref(i)
 				}
-				okv[i] = pay(ctx, c, srv.URL+PaymentPath, ref(i), key, cfg.PaymentTimeout)
+				okv[i] = pay(ctx, c, srv.URL+PaymentPath, ref(i), bearer(key), cfg.PaymentTimeout) == http.StatusOK
 			}
 		})
 	}

@@ -41,7 +41,7 @@ func TestClientsRetryContract(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pay(context.Background(), c, srv.URL+PaymentPath, "pay-1", "", 5*time.Second)
+			pay(context.Background(), c, srv.URL+PaymentPath, "pay-1", bearer(""), 5*time.Second)
 			want := int64(MaxAttempts)
 			if name == Bare || status == http.StatusBadRequest {
 				want = 1
