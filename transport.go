@@ -34,6 +34,7 @@ type Transport struct {
 	scopes    []string // limiter scope of each of p.Limits
 	limitSets sync.Map // uint64 mask of p.Limits -> []Limit, see limitsFor
 	budget    *retryBudget
+	timeouts  timeouts
 
 	// Seams for tests; never nil.
 	now   func() time.Time
@@ -185,11 +186,10 @@ func (c *call) send(last *try, now time.Time) (*try, error) {
 		t.rekey(c.req, &c.k, &c.body)
 		c.rekey = false
 	}
-	ctx, stop := c.ctx, func() bool { return true }
+	ctx, timer := c.ctx, uint64(0)
 	if d := c.attemptTimeout(a); d > 0 {
-		actx, cancel := context.WithCancelCause(ctx)
-		timer := time.AfterFunc(d, func() { cancel(ErrAttemptTimeout) })
-		ctx, a.cancel, stop = actx, cancel, timer.Stop
+		ctx, a.cancel = context.WithCancelCause(ctx)
+		timer = t.timeouts.add(d, a.cancel)
 	}
 	a.req = c.req
 	if ctx != c.req.Context() || c.k.header != nil || c.body.inMemory || c.body.first != nil ||
@@ -199,7 +199,7 @@ func (c *call) send(last *try, now time.Time) (*try, error) {
 			a.req.Header = c.k.header
 		}
 		if err := c.body.set(a.req, a.n, c.rewind); err != nil {
-			stop()
+			t.timeouts.remove(timer)
 			a.end()
 			return nil, err
 		}
@@ -226,7 +226,10 @@ func (c *call) send(last *try, now time.Time) (*try, error) {
 			peekBody(a.resp) // within the attempt's time: it bounds the error body too
 		}
 	}
-	timedOut := !stop()
+	timedOut := !t.timeouts.remove(timer)
+	if !timedOut && c.ctx.Done() == nil {
+		a.cancel = nil // nothing above it can end: ending it would release nothing
+	}
 	if timedOut && a.resp != nil && !bodyInMemory(a.resp) {
 		// The time ran out as the answer came: its body is cut off. The
 		// attempt timed out (the same key replays the answer).
