@@ -150,18 +150,9 @@ func TestSmartRetryLimitsMatchTheDocumentedTable(t *testing.T) {
 	}
 }
 
-// Sets of limits are made once per transport and shared: matching a request
-// allocates nothing. A policy with more limits than are cached gets the same
-// sets, made per call.
-func TestLimitSetsAreShared(t *testing.T) {
-	tr, err := NewTransport(nil, SmartRetry())
-	require.NoError(t, err)
-	req := httptestRequest(http.MethodPost, "/v1/payments/sale/ABC")
-	_, first := tr.scopeFor(req)
-	_, again := tr.scopeFor(req)
-	require.NotEmpty(t, first)
-	assert.Same(t, &first[0], &again[0])
-
+// A request gets the limits that match it, and the scope of the first
+// specific one.
+func TestScopeForPicksTheMatchingLimits(t *testing.T) {
 	var many []Limit
 	for i := range 10 {
 		many = append(many, Limit{Name: fmt.Sprintf("l%d", i), Paths: []string{fmt.Sprintf("/p%d/", i)}, Rate: float64(i + 1)})

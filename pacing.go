@@ -3,49 +3,22 @@ package payretry
 import (
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 )
 
 // scopeFor returns the limiter scope of a request and the client-side limits
 // that apply to it.
-func (t *Transport) scopeFor(r *http.Request) (string, []Limit) {
-	if len(t.p.Limits) == 0 {
-		return t.p.Name, nil
-	}
-	scope := t.p.Name
-	var mask uint64
-	for i := range t.p.Limits {
-		l := &t.p.Limits[i]
-		if !l.matches(r) {
-			continue
-		}
-		mask |= 1 << i
-		if scope == t.p.Name && l.specific() {
-			scope = t.scopes[i]
+func (t *Transport) scopeFor(r *http.Request) (scope string, limits []Limit) {
+	scope = t.p.Name
+	for i, l := range t.p.Limits {
+		if l.matches(r) {
+			limits = append(limits, l)
+			if scope == t.p.Name && l.specific() {
+				scope = t.scopes[i]
+			}
 		}
 	}
-	return scope, t.limitsFor(mask)
-}
-
-// limitsFor returns the limits whose bits are set in mask, made once per
-// mask and shared by the calls that match them (Limiter.Take must not modify
-// them).
-func (t *Transport) limitsFor(mask uint64) []Limit {
-	if mask == 0 {
-		return nil
-	}
-	if set, ok := t.limitSets.Load(mask); ok {
-		return set.([]Limit)
-	}
-	var set []Limit
-	for i := range t.p.Limits {
-		if mask&(1<<i) != 0 {
-			set = append(set, t.p.Limits[i])
-		}
-	}
-	v, _ := t.limitSets.LoadOrStore(mask, slices.Clip(set))
-	return v.([]Limit)
+	return scope, limits
 }
 
 // throttle waits from now until the limiter lets the next attempt go, and

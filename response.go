@@ -27,9 +27,8 @@ const (
 type peekedBody struct {
 	buf    []byte
 	off    int
-	rest   io.Reader               // remainder of the original body; nil when buf holds all of it
-	orig   io.Closer               // original body, closed at most once
-	done   context.CancelCauseFunc // called once on Close (ends the attempt's context)
+	rest   io.Reader // remainder of the original body; nil when buf holds all of it
+	orig   io.Closer // original body, closed at most once
 	closed bool
 }
 
@@ -50,14 +49,10 @@ func (b *peekedBody) Close() error {
 		return nil
 	}
 	b.closed = true
-	var err error
-	if b.orig != nil {
-		err = b.orig.Close()
+	if b.orig == nil {
+		return nil
 	}
-	if b.done != nil {
-		b.done(nil)
-	}
-	return err
+	return b.orig.Close()
 }
 
 // errReader replays a read error after the bytes read before it.
@@ -289,18 +284,11 @@ func bodyInMemory(resp *http.Response) bool {
 }
 
 // onClose arranges for done to run when resp's body is closed, or now when
-// there is nothing left to close.
+// the body is in memory or absent.
 func onClose(resp *http.Response, done context.CancelCauseFunc) {
-	switch b := resp.Body.(type) {
-	case *peekedBody:
-		if b.rest == nil {
-			done(nil) // the body is in memory
-		} else {
-			b.done = done
-		}
-	case nil:
+	if resp.Body == nil || bodyInMemory(resp) {
 		done(nil)
-	default:
-		resp.Body = &cancelBody{ReadCloser: b, done: done}
+		return
 	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, done: done}
 }

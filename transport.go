@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -28,13 +27,12 @@ import (
 // The caller's request is never modified. A Transport is safe for concurrent
 // use by many goroutines; create it with [NewTransport].
 type Transport struct {
-	base      http.RoundTripper
-	p         Policy
-	rules     [numClasses]Rule
-	scopes    []string // limiter scope of each of p.Limits
-	limitSets sync.Map // uint64 mask of p.Limits -> []Limit, see limitsFor
-	budget    *retryBudget
-	timeouts  timeouts
+	base     http.RoundTripper
+	p        Policy
+	rules    [numClasses]Rule
+	scopes   []string // limiter scope of each of p.Limits
+	budget   *retryBudget
+	timeouts timeouts
 
 	// Seams for tests; never nil.
 	now   func() time.Time
