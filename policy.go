@@ -1,6 +1,7 @@
 package payretry
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,131 +22,93 @@ import (
 type Policy struct {
 	// Name is the provider's name, shown in errors and logs.
 	Name string
-	// Account names the merchant account (or API key) the policy is used
-	// with, when a service has several at one provider: keys derived from
-	// an operation id (see WithOperation) are namespaced by Name and
-	// Account, so that two accounts never share a key. "" is one account.
+	// Account names the merchant account (or API key) when a service has
+	// several at one provider; derived keys are namespaced by Name and Account.
 	Account string
 
-	// MaxAttempts is the number of attempts in total, the first included.
-	// 0 means 4; 1 means no retries. A stored failure that the provider
-	// marks as replayed (an earlier call's answer, walked through when an
-	// operation resumes) does not count, at most MaxAttempts times.
+	// MaxAttempts is the number of attempts, the first included (default 4;
+	// 1 means no retries). A failure the provider marks as replayed does not count.
 	MaxAttempts int
 	// InitialInterval is the first backoff interval (default 500ms).
 	InitialInterval time.Duration
 	// MaxInterval caps the backoff interval before jitter (default 30s).
 	MaxInterval time.Duration
-	// Multiplier grows the interval after each retry (default 2; at least 1).
+	// Multiplier grows the interval after each retry (default 2; 1 to 1000).
 	Multiplier float64
-	// RandomizationFactor is the jitter: each wait is drawn uniformly from
-	// interval ± interval×RandomizationFactor. 0 means 0.5; a negative value
-	// turns jitter off; at most 1.
+	// RandomizationFactor is the jitter: each wait is drawn from interval ±
+	// interval×RandomizationFactor. 0 means 0.5, a negative value none; at most 1.
 	RandomizationFactor float64
-	// JitterUpOnly draws each wait from [interval, interval ×
-	// (1+RandomizationFactor)] instead, so that no wait is shorter than the
-	// interval (SmartRetry adds 0 to 10 % to each delay).
+	// JitterUpOnly draws each wait from [interval, interval×(1+RandomizationFactor)]
+	// instead, so that no wait is shorter than the interval (SmartRetry).
 	JitterUpOnly bool
-	// MaxElapsedTime bounds the whole logical call, all attempts and waits
-	// (default 1m). No wait starts that would end past it; a retry still
-	// running when it ends is cut off as a time-out, and so is the first
-	// attempt when AttemptTimeout is set (otherwise the first attempt is
-	// bounded by the request's context, which costs nothing per call).
+	// MaxElapsedTime bounds the whole logical call, attempts and waits
+	// (default 1m); see the README, "Writing a policy".
 	MaxElapsedTime time.Duration
 	// AttemptTimeout bounds one attempt until its response headers (and the
-	// first 64 KiB of an error body) arrive; 0 means none (the presets set
-	// 20s). The returned body is not subject to it.
+	// first 64 KiB of an error body); 0 means none. The presets set 20s.
 	AttemptTimeout time.Duration
-	// MaxRetryAfter is the longest server-requested wait (Retry-After) the
-	// transport honours (default 1m). A longer one is neither waited out nor
-	// shortened: the response is returned at once.
+	// MaxRetryAfter is the longest Retry-After the transport waits out (default
+	// 1m); a response asking for longer is returned at once.
 	MaxRetryAfter time.Duration
 
 	// Rules says what to do after an attempt of each class. nil means
 	// [DefaultRules]; when set, a class missing from the map is not retried.
-	// Whatever the rules say, a write (any method but GET, HEAD, OPTIONS and
-	// TRACE) that carries no idempotency key is retried only when the request
-	// provably never left ([ClassNetwork]) or after an auth refresh, and a
-	// compliance review or request for information is never retried.
+	// No rule lifts the guarantees in the README, "What payretry guarantees".
 	Rules map[Class]Rule
-	// Classify maps the outcome of one attempt to its class. nil means the
-	// package-level [Classify]. When resp is not a 2xx, resp.Body may be read
-	// freely: it is a copy of the first 64 KiB, and the caller's stays whole;
-	// a 2xx body must not be read. For errors, the transport classes the
-	// caller's own cancellation as ClassCanceled whatever Classify says, and
-	// corrects Network and Timeout with what it saw on the wire.
+	// Classify maps the outcome of one attempt to its class; nil means the
+	// package-level [Classify]. A non-2xx resp.Body is a copy of its first
+	// 64 KiB and may be read; a 2xx body must not be.
 	Classify func(resp *http.Response, err error) Class
-
 	// Stored, if set, reports whether a response is the provider's own
-	// answer, which it keeps under the request's key, rather than one from
-	// a gateway, CDN or proxy in front of it that stored nothing. A rule's
-	// NewKey applies only to the provider's own answer; any other 5xx
-	// leaves a write's outcome unknown and keeps the key. nil means every
-	// response is the provider's own. ORZCash sets it to its error format.
+	// answer, stored under the key, rather than a gateway's; only then does
+	// a rule's NewKey apply. nil means every response is the provider's own.
 	Stored func(resp *http.Response) bool
 
-	// IdempotencyHeader names the request header that carries the
-	// idempotency key, such as "Idempotency-Key". Set it or
-	// IdempotencyField, not both; with neither, keys are not managed (a key
-	// the caller put in an Idempotency-Key header is still respected).
+	// IdempotencyHeader names the request header that carries the key, such
+	// as "Idempotency-Key". Set it or IdempotencyField, not both; with
+	// neither, keys are not managed (a caller's Idempotency-Key is respected).
 	IdempotencyHeader string
 	// IdempotencyField names a top-level field of a JSON object body that
 	// carries the key (KeyStone's "idempotency_key"). A body that is not a
 	// JSON object, or larger than MaxBufferedBody, gets no key.
 	IdempotencyField string
-	// KeyMethods are the methods that get a key when the caller set none.
-	// nil means POST only.
+	// KeyMethods are the methods that get a key when the caller set none
+	// (default POST only).
 	KeyMethods []string
 	// CorrelationHeader, if set, names a header given one id per logical
-	// call, kept on every attempt (Verto's "Vfx-Correlation-Id"): random,
-	// or derived from the operation id (see WithOperation). A value the
-	// caller set is kept.
+	// call, kept on every attempt (Verto's "Vfx-Correlation-Id").
 	CorrelationHeader string
 
-	// RefreshAuth is called at most once per logical call, after a 401, with
-	// the request of the retry: it may change its headers (a new bearer
-	// token); the change holds for the rest of the call. An error returns the
-	// 401 response. nil means a 401 is returned as it is.
+	// RefreshAuth, if set, is called at most once per logical call, after a
+	// 401, with the retry's request, whose headers it may change (a new
+	// token). An error returns the 401; nil returns every 401 as it is.
 	RefreshAuth func(req *http.Request) error
 
-	// MaxBufferedBody bounds the buffer used to replay a request body that
-	// has no GetBody (default 1 MiB); a negative value disables buffering.
-	// A larger body is sent once and never retried.
+	// MaxBufferedBody bounds the buffer that replays a body without GetBody
+	// (default 1 MiB; negative: none). A larger body is sent once, never retried.
 	MaxBufferedBody int64
 
-	// Limits are client-side limits per endpoint class, enforced with token
-	// buckets before a request is sent (SmartRetry declares its documented
-	// table). nil means none; at most 64.
+	// Limits are client-side token-bucket limits per endpoint class, enforced
+	// before a request is sent (at most 64; nil means none).
 	Limits []Limit
-	// Limiter holds the pacing state: holds from the provider's rate-limit
-	// signals, the Limits' buckets, the adaptive rate and outage detection.
+	// Limiter holds the pacing state (see the README, "Pacing and overload");
 	// nil means a new in-process [NewLimiter] for this Transport.
 	Limiter Limiter
-	// RetryBudgetRatio is the retry budget: each first attempt earns this
-	// many retry tokens, up to RetryBudgetBurst, and each retry costs one
-	// (refunded when the retry succeeds), so that retries stay about this
-	// fraction of traffic when a provider fails. A retry that waits for an
-	// outage probe costs nothing. 0 means 0.2; a negative value turns the
-	// budget off.
+	// RetryBudgetRatio is the retry tokens each first attempt earns; a retry
+	// costs one, refunded when it succeeds. 0 means 0.2; negative turns it off.
 	RetryBudgetRatio float64
 	// RetryBudgetBurst is the budget's depth and starting balance (default 10).
 	RetryBudgetBurst int
-	// BreakerCoolDown, if set, turns on the circuit breaker: while a
-	// provider is down (12 of its last 20 requests failed: see Pacing),
-	// requests fail at once with
-	// [ErrCircuitOpen] instead of waiting for a probe, and one probe goes
-	// through after each cool-down. 0 means requests wait (within their
-	// deadline) while a probe every 100ms finds out when the provider is back;
-	// the probe goes to the waiting call with the most attempts left, as far
-	// as the calls' MaxElapsedTime and deadlines allow.
+	// BreakerCoolDown, if set, makes requests to a provider that is down fail
+	// at once with [ErrCircuitOpen], one probe going through per cool-down.
+	// 0 means requests wait, within their bounds, for a probe every 100ms.
 	BreakerCoolDown time.Duration
 
-	// OnAttempt, if set, is called after every attempt with what happened
-	// and what comes next. It runs on the caller's goroutine and must not
-	// block.
+	// OnAttempt, if set, is called after every attempt, on the caller's
+	// goroutine; it must not block.
 	OnAttempt func(Attempt)
-	// Logger, if set, receives a line for each retry and each failed call.
-	// Lines carry no header values, query strings or bodies.
+	// Logger, if set, gets a line per retry and per failed call, without
+	// header values, query strings or bodies.
 	Logger *slog.Logger
 }
 
@@ -153,29 +116,23 @@ type Policy struct {
 type Rule struct {
 	// Retry allows a retry after this class.
 	Retry bool
-	// Statuses, if not empty, limits Retry to these status codes
-	// (SmartRetry retries 500, 502, 503 and 504 but not other 5xx).
+	// Statuses, if not empty, limits Retry to these status codes.
 	Statuses []int
-	// NewKey makes the retry carry a new idempotency key, for providers that
-	// store and replay every response under a key, failures included
-	// (ORZCash). It applies only after a definitive response and never once
-	// an attempt of the call had an unknown outcome, because a new key
-	// could then execute the payment twice.
+	// NewKey gives the retry a new idempotency key, for providers that replay
+	// stored failures (ORZCash); never once the call had an unknown outcome,
+	// since a new key could then execute the payment twice.
 	NewKey bool
-	// MinWait and MaxWait clamp the backoff wait before the retry (Verto
-	// asks for 5-10 s after a 5xx); 0 means no bound. A longer Retry-After
-	// wins over MaxWait; a shorter one does not shorten MinWait.
+	// MinWait and MaxWait clamp the backoff wait before the retry; 0 means no
+	// bound. A longer Retry-After wins over MaxWait.
 	MinWait, MaxWait time.Duration
-	// OutcomeUnknown marks a response of this class to a request that
-	// carried a key as not settling the outcome (SmartRetry: a 409 with a
-	// key often means the original succeeded): it is returned, and
-	// CheckResponse reports OutcomeUnknown.
+	// OutcomeUnknown marks a response of this class to a keyed request as not
+	// settling the outcome: it is returned, and CheckResponse says so.
 	OutcomeUnknown bool
 }
 
-// DefaultRules returns the generic rules: retry 429, 5xx,
-// time-outs (with a key, or for safe methods) and requests that never left,
-// and a 401 once after Policy.RefreshAuth; never retry other 4xx.
+// DefaultRules returns the generic rules: retry 429, 5xx, time-outs (with a
+// key, or for safe methods) and requests that never left, and a 401 once
+// after Policy.RefreshAuth; never retry other 4xx.
 func DefaultRules() map[Class]Rule {
 	return map[Class]Rule{
 		ClassUnauthorized: {Retry: true},
@@ -238,8 +195,7 @@ func (p Policy) withDefaults() (Policy, error) {
 		return bad("RetryBudgetBurst", "must not be negative")
 	case p.BreakerCoolDown < 0:
 		return bad("BreakerCoolDown", "must not be negative")
-	}
-	if len(p.Limits) > maxLimits {
+	case len(p.Limits) > maxLimits:
 		return bad("Limits", fmt.Sprintf("has %d limits; at most %d", len(p.Limits), maxLimits))
 	}
 	for i, l := range p.Limits {
@@ -263,48 +219,21 @@ func (p Policy) withDefaults() (Policy, error) {
 			return bad("KeyMethods", fmt.Sprintf("has an invalid method %q", m))
 		}
 	}
-	if p.IdempotencyHeader != "" {
-		p.IdempotencyHeader = http.CanonicalHeaderKey(p.IdempotencyHeader)
-	}
-	if p.CorrelationHeader != "" {
-		p.CorrelationHeader = http.CanonicalHeaderKey(p.CorrelationHeader)
-	}
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = defaultMaxAttempts
-	}
-	if p.InitialInterval == 0 {
-		p.InitialInterval = defaultInitial
-	}
-	if p.MaxInterval == 0 {
-		p.MaxInterval = max(defaultMaxInterval, p.InitialInterval)
-	}
+	p.IdempotencyHeader = http.CanonicalHeaderKey(p.IdempotencyHeader)
+	p.CorrelationHeader = http.CanonicalHeaderKey(p.CorrelationHeader)
+	p.MaxAttempts = cmp.Or(p.MaxAttempts, defaultMaxAttempts)
+	p.InitialInterval = cmp.Or(p.InitialInterval, defaultInitial)
+	p.MaxInterval = cmp.Or(p.MaxInterval, max(defaultMaxInterval, p.InitialInterval))
 	if p.InitialInterval > p.MaxInterval {
 		return bad("InitialInterval", "is longer than MaxInterval")
 	}
-	if p.Multiplier == 0 {
-		p.Multiplier = defaultMultiplier
-	}
-	switch {
-	case p.RandomizationFactor == 0:
-		p.RandomizationFactor = defaultRandomization
-	case p.RandomizationFactor < 0:
-		p.RandomizationFactor = 0
-	}
-	if p.MaxElapsedTime == 0 {
-		p.MaxElapsedTime = defaultMaxElapsed
-	}
-	if p.MaxRetryAfter == 0 {
-		p.MaxRetryAfter = defaultMaxRetryAfter
-	}
-	if p.MaxBufferedBody == 0 {
-		p.MaxBufferedBody = defaultMaxBufferedBody
-	}
-	if p.RetryBudgetRatio == 0 {
-		p.RetryBudgetRatio = defaultBudgetRatio
-	}
-	if p.RetryBudgetBurst == 0 {
-		p.RetryBudgetBurst = defaultBudgetBurst
-	}
+	p.Multiplier = cmp.Or(p.Multiplier, defaultMultiplier)
+	p.RandomizationFactor = max(cmp.Or(p.RandomizationFactor, defaultRandomization), 0) // negative: no jitter
+	p.MaxElapsedTime = cmp.Or(p.MaxElapsedTime, defaultMaxElapsed)
+	p.MaxRetryAfter = cmp.Or(p.MaxRetryAfter, defaultMaxRetryAfter)
+	p.MaxBufferedBody = cmp.Or(p.MaxBufferedBody, defaultMaxBufferedBody)
+	p.RetryBudgetRatio = cmp.Or(p.RetryBudgetRatio, defaultBudgetRatio)
+	p.RetryBudgetBurst = cmp.Or(p.RetryBudgetBurst, defaultBudgetBurst)
 	if p.Limiter == nil {
 		p.Limiter = NewLimiter()
 	}
@@ -337,12 +266,10 @@ func (p Policy) clone() Policy {
 		}
 		p.Rules = rules
 	}
-	if p.Limits != nil {
-		p.Limits = slices.Clone(p.Limits)
-		for i := range p.Limits {
-			p.Limits[i].Methods = slices.Clone(p.Limits[i].Methods)
-			p.Limits[i].Paths = slices.Clone(p.Limits[i].Paths)
-		}
+	p.Limits = slices.Clone(p.Limits)
+	for i := range p.Limits {
+		p.Limits[i].Methods = slices.Clone(p.Limits[i].Methods)
+		p.Limits[i].Paths = slices.Clone(p.Limits[i].Paths)
 	}
 	return p
 }
@@ -374,8 +301,7 @@ func validToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
 			return false
 		}
 	}
