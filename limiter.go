@@ -81,7 +81,7 @@ type Limiter interface {
 // A scope is held only on evidence about the provider account: its quota
 // headers saying the window is spent (until its reset, plus HoldMargin, or
 // DefaultHold when no reset is given), a 429 (until its Retry-After; without
-// one, repeated 429s lower an adaptive rate), or requests failing across the
+// one, repeated 429s lower an [AdaptiveRate]), or requests failing across the
 // scope (down; see Down). A Retry-After on a 5xx or any other status is that
 // request's own wait and holds nothing else.
 type Pacing struct {
@@ -97,22 +97,16 @@ type Pacing struct {
 	OutageWindow   int // at most 32 (redislimit keeps the bits in Redis's 32-bit Lua integers)
 	OutageFailures int
 	ProbeInterval  time.Duration
-	// The adaptive rate (AIMD), which follows 429s that say nothing of when
-	// to come back: see Decrease and Increase.
-	AdaptiveDecrease, AdaptiveIncrease, MinAdaptive float64
 }
 
 // DefaultPacing returns the numbers of payretry's own pacing.
 func DefaultPacing() Pacing {
 	return Pacing{
-		HoldMargin:       5 * time.Millisecond,
-		DefaultHold:      time.Second,
-		OutageWindow:     20,
-		OutageFailures:   12,
-		ProbeInterval:    100 * time.Millisecond,
-		AdaptiveDecrease: 0.7,
-		AdaptiveIncrease: 0.02,
-		MinAdaptive:      1,
+		HoldMargin:     5 * time.Millisecond,
+		DefaultHold:    time.Second,
+		OutageWindow:   20,
+		OutageFailures: 12,
+		ProbeInterval:  100 * time.Millisecond,
 	}
 }
 
@@ -126,23 +120,6 @@ func (p Pacing) Record(outcomes uint64, failed bool) (uint64, bool) {
 	}
 	outcomes &= 1<<p.OutageWindow - 1
 	return outcomes, bits.OnesCount64(outcomes) >= p.OutageFailures
-}
-
-// Decrease returns the adaptive rate after repeated 429s without guidance:
-// AdaptiveDecrease of the lower of the current rate (0 when there is none)
-// and the measured sending rate, in requests per second.
-func (p Pacing) Decrease(current, measured float64) float64 {
-	if current > 0 {
-		measured = min(measured, current)
-	}
-	return max(p.MinAdaptive, measured*p.AdaptiveDecrease)
-}
-
-// Increase returns the adaptive rate after a success, and false once it no
-// longer binds (well above the measured rate): the rate is then dropped.
-func (p Pacing) Increase(current, measured float64) (float64, bool) {
-	next := current + max(p.AdaptiveIncrease*current, 0.1)
-	return next, next <= 2*measured+10 && !math.IsInf(next, 1)
 }
 
 // pacing is the in-process limiter's.
@@ -180,11 +157,7 @@ type scopeState struct {
 	// only a share of failures matters.
 	quiet atomic.Bool
 
-	// Sends in the current second and the rate of the previous one, to
-	// measure the sending rate; atomic because quiet Takes count too.
-	secStart atomic.Int64 // unix nanoseconds
-	secSent  atomic.Int64
-	prevSec  atomic.Int64
+	adaptive AdaptiveRate // its Sent takes no lock, so quiet Takes count too
 
 	mu        sync.Mutex // guards the rest
 	holdUntil time.Time  // a 429's Retry-After, a spent quota without a window
@@ -194,11 +167,6 @@ type scopeState struct {
 	reset   time.Time // end of the current window; zero unknown
 	sent    int       // requests sent in the current window
 	srvUsed int       // limit - remaining, as the provider last said
-
-	// Adaptive rate (AIMD): nil until repeated 429s without guidance.
-	adaptive     *rate.Limiter
-	throttles    int // 429s without guidance, each within a second of the last
-	lastThrottle time.Time
 
 	// Outage detection: the last requests' ends (see Pacing.Record).
 	outcomes  uint64
@@ -232,34 +200,9 @@ func (l *localLimiter) DownScopes() []string {
 	return down
 }
 
-// countSend counts a request sent at n (unix nanoseconds), for the measured
-// sending rate. A time a second or more before the current second's start
-// starts a new second too: a caller whose clock was turned back makes the
-// rate read low for a second, never stops it from being measured.
-func (s *scopeState) countSend(n int64) {
-	start := s.secStart.Load()
-	d := n - start
-	if d < 0 {
-		d = -d
-	}
-	if d >= int64(time.Second) && s.secStart.CompareAndSwap(start, n) {
-		sent := s.secSent.Swap(0)
-		if d >= 2*int64(time.Second) {
-			sent = 0 // idle for a second or more, or another time line
-		}
-		s.prevSec.Store(sent)
-	}
-	s.secSent.Add(1)
-}
-
-// measured is the sending rate of the last whole second, in requests/s.
-func (s *scopeState) measured() float64 {
-	return float64(max(s.prevSec.Load(), s.secSent.Load()))
-}
-
 // calm reports whether nothing is left to enforce at now. Call with mu held.
 func (s *scopeState) calm(now time.Time) bool {
-	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive == nil && !s.down && s.outcomes == 0
+	return !now.Before(s.holdUntil) && s.limit < 0 && s.adaptive.Limit() == 0 && !s.down && s.outcomes == 0
 }
 
 // plain reports whether a signal is a success that says nothing else.
@@ -309,7 +252,7 @@ func scopeProvider(scope string) string {
 func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now time.Time) (time.Duration, WaitSource, error) {
 	s := l.scope(scope)
 	if len(limits) == 0 && s.quiet.Load() {
-		s.countSend(now.UnixNano())
+		s.adaptive.Sent(now)
 		return 0, WaitNone, nil
 	}
 	now = l.notBefore(now)
@@ -342,22 +285,23 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 		}
 		return s.reset.Sub(now) + pacing.HoldMargin, WaitRateLimit, nil
 	}
-	// Token buckets: the adaptive rate, then the declared limits.
+	// The adaptive rate, then the declared limits' token buckets.
+	aw := s.adaptive.Take(now)
 	var bs [8]*rate.Limiter
 	buckets := bs[:0]
-	if s.adaptive != nil {
-		buckets = append(buckets, s.adaptive)
-	}
 	for i := range limits {
 		if limits[i].Rate > 0 {
 			buckets = append(buckets, l.bucket(scope, &limits[i]))
 		}
 	}
-	if wait := takeAll(buckets, now); wait > 0 {
+	if wait := takeAll(buckets, now, aw); wait > 0 {
+		if aw == 0 {
+			s.adaptive.Refund()
+		}
 		return wait, WaitRateLimit, nil
 	}
 	s.sent++
-	s.countSend(now.UnixNano())
+	s.adaptive.Sent(now)
 	if probe {
 		s.nextProbe = now.Add(pacing.ProbeInterval)
 		return 0, WaitOutage, nil
@@ -366,10 +310,10 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 }
 
 // takeAll takes a token from every bucket at now, or none of them and
-// returns the wait until each would have one. Two calls racing for the last
-// token may both lose it: the buckets err toward sending less.
-func takeAll(buckets []*rate.Limiter, now time.Time) time.Duration {
-	var wait time.Duration
+// returns the wait until each would have one, at least wait (another
+// limit's). Two calls racing for the last token may both lose it: the
+// buckets err toward sending less.
+func takeAll(buckets []*rate.Limiter, now time.Time, wait time.Duration) time.Duration {
 	for _, b := range buckets {
 		if tokens := b.TokensAt(now); tokens < 1 {
 			wait = max(wait, time.Duration(math.Ceil((1-tokens)/float64(b.Limit())*float64(time.Second))))
@@ -401,7 +345,7 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 		if s.limit < 0 {
 			// The first word of a window: the sends of this second, made
 			// while nothing was known, count in it.
-			s.sent = max(s.sent, int(s.secSent.Load()))
+			s.sent = max(s.sent, int(s.adaptive.secSent.Load()))
 		}
 		s.limit = sig.Limit
 	}
@@ -422,43 +366,9 @@ func (l *localLimiter) Observe(_ context.Context, scope string, now time.Time, s
 			s.holdUntil = h
 		}
 	}
-	s.adapt(now, sig)
+	s.adaptive.Observe(now, sig)
 	s.judge(now, sig)
 	return nil
-}
-
-// adapt moves the adaptive rate, which answers repeated 429s that say
-// nothing of when to come back; a Retry-After or a reset time is followed
-// exactly instead. Call with mu held.
-func (s *scopeState) adapt(now time.Time, sig Signal) {
-	if sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero() {
-		if now.Sub(s.lastThrottle) > time.Second {
-			s.throttles = 0
-		}
-		s.throttles++
-		s.lastThrottle = now
-		if s.throttles < 2 {
-			return
-		}
-		cur := 0.0
-		if s.adaptive != nil {
-			cur = float64(s.adaptive.Limit())
-		}
-		next := rate.Limit(pacing.Decrease(cur, s.measured()))
-		if s.adaptive == nil {
-			s.adaptive = rate.NewLimiter(next, 1)
-		} else {
-			s.adaptive.SetLimitAt(now, next)
-		}
-		return
-	}
-	if sig.OK && s.adaptive != nil {
-		if next, binds := pacing.Increase(float64(s.adaptive.Limit()), s.measured()); binds {
-			s.adaptive.SetLimitAt(now, rate.Limit(next))
-		} else {
-			s.adaptive = nil
-		}
-	}
 }
 
 // judge counts an outcome for outage detection and moves the scope down or

@@ -175,13 +175,15 @@ func TestTakeAllIsAllOrNothing(t *testing.T) {
 	now := t0
 	a := rate.NewLimiter(10, 2)
 	b := rate.NewLimiter(1, 1)
-	assert.Zero(t, takeAll([]*rate.Limiter{a, b}, now))
+	assert.Zero(t, takeAll([]*rate.Limiter{a, b}, now, 0))
 	assert.InDelta(t, 1, a.TokensAt(now), 1e-9)
 	assert.InDelta(t, 0, b.TokensAt(now), 1e-9)
 
-	wait := takeAll([]*rate.Limiter{a, b}, now) // b is empty for a second
+	wait := takeAll([]*rate.Limiter{a, b}, now, 0) // b is empty for a second
 	assert.Equal(t, time.Second, wait)
 	assert.InDelta(t, 1, a.TokensAt(now), 1e-9, "a gave nothing while b made the request wait")
+	assert.Equal(t, time.Millisecond, takeAll([]*rate.Limiter{a}, now, time.Millisecond))
+	assert.InDelta(t, 1, a.TokensAt(now), 1e-9, "a gave nothing while another limit made the request wait")
 }
 
 // A Take that comes with an earlier time than one before it (a call that
@@ -246,24 +248,6 @@ func TestRetryBudgetRefundsSuccessfulRetries(t *testing.T) {
 	var off *retryBudget
 	off.charge()
 	assert.True(t, off.has())
-}
-
-// A send a second or more before the current second (a time on another line)
-// starts a new second rather than piling into the current one for good.
-func TestCountSendAcrossTimeLines(t *testing.T) {
-	var s scopeState
-	base := t0.UnixNano()
-	for range 3 {
-		s.countSend(base)
-	}
-	s.countSend(base + int64(1500*time.Millisecond))
-	assert.EqualValues(t, 3, s.prevSec.Load())
-	behind := base - int64(10*time.Second)
-	s.countSend(behind)
-	assert.EqualValues(t, 0, s.prevSec.Load(), "another time line: no rate from it")
-	assert.EqualValues(t, 1, s.secSent.Load(), "a new second, not a count that keeps growing")
-	s.countSend(behind + int64(1200*time.Millisecond))
-	assert.EqualValues(t, 1, s.prevSec.Load())
 }
 
 // Alone, a call does not yield the probe past its bounds: the yield would
@@ -418,7 +402,33 @@ func TestAdaptiveRateAfterRepeated429s(t *testing.T) {
 		l.Take(ctx, "p", nil, now)
 		require.NoError(t, l.Observe(ctx, "p", now, Signal{Limit: -1, Remaining: -1, OK: true}))
 	}
-	assert.Nil(t, l.(*localLimiter).scope("p").adaptive, "recovered")
+	assert.Zero(t, l.(*localLimiter).scope("p").adaptive.Limit(), "recovered")
+}
+
+// A token bucket that makes a request wait gives the adaptive rate's place
+// back: the next request may take it.
+func TestAdaptiveRateGivesBackItsPlaceWhenABucketWaits(t *testing.T) {
+	l := NewLimiter()
+	ctx := context.Background()
+	now := t0
+	for range 20 {
+		l.Take(ctx, "p/pay", nil, now)
+		now = now.Add(50 * time.Millisecond)
+	}
+	throttled := Signal{Limit: -1, Remaining: -1, Throttled: true}
+	require.NoError(t, l.Observe(ctx, "p/pay", now, throttled))
+	require.NoError(t, l.Observe(ctx, "p/pay", now, throttled)) // 14/s
+	limits := []Limit{{Name: "pay", Rate: 1, Burst: 1}}
+	d, _, _ := l.Take(ctx, "p/pay", limits, now)
+	require.Zero(t, d)
+	now = now.Add(100 * time.Millisecond) // the adaptive rate has a place again, the bucket not
+	d, src, _ := l.Take(ctx, "p/pay", limits, now)
+	assert.Equal(t, 900*time.Millisecond, d)
+	assert.Equal(t, WaitRateLimit, src)
+	d, _, _ = l.Take(ctx, "p/pay", nil, now)
+	assert.Zero(t, d, "the place the bucket's wait did not use")
+	d, _, _ = l.Take(ctx, "p/pay", nil, now)
+	assert.InDelta(t, float64(time.Second)/14, float64(d), float64(time.Millisecond))
 }
 
 type failingLimiter struct{}

@@ -597,13 +597,12 @@ func TestAdaptiveRateStaysLocal(t *testing.T) {
 	assert.Zero(t, d)
 }
 
-// The adaptive rate moves by payretry.Pacing's arithmetic, not a copy of
-// its own: with other numbers, it moves otherwise.
-func TestAdaptiveRateFollowsPacing(t *testing.T) {
+// The replica's adaptive rate is a payretry.AdaptiveRate fed by its Takes
+// and Observes: a success raises it, and a Take that Redis makes wait (here
+// a hold) gives its place back.
+func TestAdaptiveRateGivesBackItsPlaceWhenRedisWaits(t *testing.T) {
 	srv := startRedis(t)
-	p := payretry.DefaultPacing()
-	p.AdaptiveDecrease, p.AdaptiveIncrease = 0.5, 1
-	l := newLimiter(newClient(t, srv.Addr), Options{Logger: quiet()}, p)
+	l := New(newClient(t, srv.Addr), Options{Logger: quiet()})
 	blind := noSignal()
 	blind.Throttled = true
 	now := time.Now()
@@ -614,20 +613,21 @@ func TestAdaptiveRateFollowsPacing(t *testing.T) {
 	}
 	require.NoError(t, l.Observe(bg, "p/pay", now, blind))
 	require.NoError(t, l.Observe(bg, "p/pay", now, blind))
-	// 0.5 of the measured 20/s: 10/s.
-	d, _, err := l.Take(bg, "p/pay", nil, now)
-	require.NoError(t, err)
-	require.Zero(t, d)
-	d, _, err = l.Take(bg, "p/pay", nil, now)
-	require.NoError(t, err)
-	assert.InDelta(t, time.Second/10, d, float64(5*time.Millisecond), "Decrease: 0.5 of 20/s")
-	// A success adds AdaptiveIncrease of it back: 20/s.
 	ok := noSignal()
 	ok.OK = true
 	require.NoError(t, l.Observe(bg, "p/pay", now, ok))
-	d, _, err = l.Take(bg, "p/pay", nil, now)
+	assert.InDelta(t, 14.28, l.scope("p/pay").adaptive.Limit(), 1e-9, "0.7 of 20/s, then 2% more")
+
+	hold := blind
+	hold.RetryAt = now.Add(20 * time.Millisecond)
+	require.NoError(t, l.Observe(bg, "p/pay", now, hold))
+	d, src, err := l.Take(bg, "p/pay", nil, now)
 	require.NoError(t, err)
-	assert.InDelta(t, time.Second/20, d, float64(5*time.Millisecond), "Increase: twice 10/s")
+	require.Equal(t, payretry.WaitRetryAfter, src)
+	time.Sleep(d + 5*time.Millisecond)
+	d, _, err = l.Take(bg, "p/pay", nil, time.Now())
+	require.NoError(t, err)
+	assert.Zero(t, d, "the place the hold did not use (1/14.28 s after the first)")
 }
 
 func TestFallbackWhenRedisIsDown(t *testing.T) {

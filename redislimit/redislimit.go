@@ -23,9 +23,9 @@
 // failed, 12 of 20, counted across replicas; one probe every
 // Pacing.ProbeInterval, or Policy.BreakerCoolDown; a success or a 429 while
 // down brings it up). The adaptive rate that answers 429s without guidance
-// stays in each replica, by Pacing.Decrease and Pacing.Increase: it lowers
-// the replica's own measured rate, so the replicas together lower theirs by
-// the same factor. One refinement: a request sent in the last 50 ms before a
+// stays in each replica, a [payretry.AdaptiveRate] per scope: it lowers the
+// replica's own measured rate, so the replicas together lower theirs by the
+// same factor. One refinement: a request sent in the last 50 ms before a
 // window's reset counts in the next window too, since across processes it
 // may well reach the provider after the reset (see boundaryGuard).
 //
@@ -217,7 +217,6 @@ type Limiter struct {
 
 	scopes     sync.Map // scope -> *scopeState
 	bucketKeys sync.Map // provider+"\x00"+limit name -> key
-	adaptive   adaptiveSet
 
 	degraded atomic.Bool
 	retryAt  atomic.Int64 // while degraded: unix ns when Redis may be tried again
@@ -260,9 +259,8 @@ func newLimiter(client redis.UniversalClient, opts Options, p payretry.Pacing) *
 	}
 	return &Limiter{
 		client: client, opts: opts, fallback: opts.Fallback, log: opts.Logger,
-		common:   commonArgs(opts.KeyTTL, p),
-		inline:   honoursDeadlines(client),
-		adaptive: adaptiveSet{pacing: p},
+		common: commonArgs(opts.KeyTTL, p),
+		inline: honoursDeadlines(client),
 	}
 }
 
@@ -307,7 +305,7 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 	if !ok {
 		return l.takeWithout(ctx, scope, limits, now)
 	}
-	aw, res := l.adaptive.reserve(scope, now)
+	aw := s.adaptive.Take(now)
 	keys := make([]string, 1, 1+len(limits))
 	keys[0] = s.key
 	args := make([]any, 0, len(l.common)+2+observationArgs+2*len(limits))
@@ -339,8 +337,8 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 		err = fmt.Errorf("redislimit: unexpected script reply %v", v)
 	}
 	if err != nil {
-		if res != nil {
-			res.CancelAt(now)
+		if aw == 0 {
+			s.adaptive.Refund()
 		}
 		if carried {
 			s.restore(sig, at, n)
@@ -362,12 +360,12 @@ func (l *Limiter) Take(ctx context.Context, scope string, limits []payretry.Limi
 		s.gated(limits, answered, time.Duration(v[3])*time.Microsecond)
 	}
 	if wait > 0 {
-		if res != nil {
-			res.CancelAt(now)
+		if aw == 0 {
+			s.adaptive.Refund()
 		}
 		return wait, waitSource(v[1]), nil
 	}
-	l.adaptive.sent(scope, now)
+	s.adaptive.Sent(now)
 	return 0, waitSource(v[1]), nil
 }
 
@@ -392,11 +390,11 @@ func (l *Limiter) takeWithout(ctx context.Context, scope string, limits []payret
 // scope carries it in its own script, so that a request costs one round
 // trip, not two.
 func (l *Limiter) Observe(ctx context.Context, scope string, now time.Time, sig payretry.Signal) error {
-	l.adaptive.observe(scope, now, sig)
+	s := l.scope(scope)
+	s.adaptive.Observe(now, sig)
 	if !l.opts.FailClosed {
 		_ = l.fallback.Observe(ctx, scope, now, sig)
 	}
-	s := l.scope(scope)
 	if deferrable(sig) && s.keep(sig, now) {
 		return nil
 	}

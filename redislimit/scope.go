@@ -8,12 +8,13 @@ import (
 )
 
 // scopeState is what one replica keeps of a scope between Redis calls: the
-// key, the success it will tell Redis with its next Take (see
-// Limiter.Observe), whether Redis said the scope was quiet at the last call,
-// a hold or spent window Redis reported, until it ends, and when its
-// requests waiting for a token may ask again (see gate).
+// key, its own adaptive rate, the success it will tell Redis with its next
+// Take (see Limiter.Observe), whether Redis said the scope was quiet at the
+// last call, a hold or spent window Redis reported, until it ends, and when
+// its requests waiting for a token may ask again (see gate).
 type scopeState struct {
-	key string // the scope's hash in Redis
+	key      string // the scope's hash in Redis
+	adaptive payretry.AdaptiveRate
 
 	mu sync.Mutex
 	// quiet: at the last reply, no failure was among the scope's last
