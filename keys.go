@@ -12,15 +12,12 @@ import (
 	"github.com/google/uuid"
 )
 
-// newKey returns a random (version 4) UUID from crypto/rand, as the ORZCash
-// Access API asks of its keys (4.3 Idempotency: "A UUID key") and the IETF
-// Idempotency-Key draft recommends.
+// newKey returns a random (version 4) UUID from crypto/rand (ORZCash Access
+// API, 4.3 Idempotency: "A UUID key").
 func newKey() string { return uuid.NewString() }
 
-// safeMethod reports whether a method is safe to send twice without a key:
-// GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1). PUT and DELETE are
-// idempotent in HTTP terms, but a payment API may give them side effects, so
-// like net/http's own retry logic payretry treats them as writes.
+// safeMethod reports whether a method is safe to send twice without a key
+// (RFC 9110 §9.2.1). PUT and DELETE are writes: a payment API may give them effects.
 func safeMethod(m string) bool {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
@@ -29,9 +26,8 @@ func safeMethod(m string) bool {
 	return false
 }
 
-// lookup returns the first value of header field name in h and the key it
-// is stored under: the canonical one, or any spelling of it a caller set
-// directly in the map (h["idempotency-key"]).
+// lookup returns the first value of header field name in h and the key it is
+// stored under: canonical, or any spelling set directly (h["idempotency-key"]).
 func lookup(h http.Header, name string) (value, key string) {
 	if v := h[name]; len(v) > 0 {
 		return v[0], name
@@ -56,10 +52,8 @@ type keys struct {
 	n          int           // the chain index of key
 }
 
-// chooseKeys chooses the call's key, once, before the first attempt, and its
-// correlation id: a key or id the caller set is kept; with an operation id
-// (op), they derive from it. The key goes in the policy's header, or in its
-// JSON body field when the body is in memory.
+// chooseKeys chooses the call's key and correlation id before the first
+// attempt: the caller's if set, else derived from the operation id op, else random.
 func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	p := &t.p
 	k := keys{kind: "operation", req: req, base: op}
@@ -73,8 +67,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	var buf [4]string
 	add := buf[:0] // header name, value pairs
 	switch {
-	case safeMethod(req.Method) && !wants:
-		// A GET's key decides nothing: it is sent again freely.
+	case safeMethod(req.Method) && !wants: // sent again freely: a key decides nothing
 	case p.IdempotencyHeader != "":
 		if v, name := lookup(req.Header, p.IdempotencyHeader); v != "" {
 			k.key, k.name, k.kind, k.base = v, name, "key", v
@@ -92,9 +85,8 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key, present)
 		}
 	case p.IdempotencyField == "":
-		// A key the caller set in a standard header makes a write safe to
-		// replay when the policy does not manage keys. A policy that does
-		// names where its provider reads the key; another header is not it.
+		// Keys not managed: a caller's key in a standard header still makes a
+		// write safe to replay. (A policy that manages keys names its own place.)
 		for _, h := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
 			if v, name := lookup(req.Header, h); v != "" {
 				k.key, k.name, k.kind, k.base = v, name, "key", v
@@ -125,9 +117,8 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	return k
 }
 
-// rekey gives the next attempts a new key, after a definitive failure that
-// the provider stores under the key (ORZCash): the next of the chain, so
-// that a process resuming the operation walks the same keys.
+// rekey gives the next attempts the chain's next key after a failure the
+// provider stored under the key (ORZCash): a resumed operation walks the same keys.
 func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.n++
 	if k.base != "" {
@@ -147,12 +138,9 @@ func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.header[k.name] = []string{k.key}
 }
 
-// bodyKey reads a key field of a JSON object body: its value, the key if the
-// caller set one (a non-empty string is the key itself; any other value but
-// null, a number say, is kept as the caller sent it and its JSON text is the
-// key; null and "" are no key), and whether the member is present. ok is
-// false when the body is not one JSON object, the only shape that can carry
-// the field.
+// bodyKey reads the key field of a JSON object body: the caller's key (a
+// string's value, another non-null value's JSON text; null and "" are none),
+// whether the member is present, and ok false when b is not one JSON object.
 func bodyKey(b []byte, field string) (key string, present, ok bool) {
 	b = bytes.Trim(b, " \t\r\n") // JSON's white space
 	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
@@ -171,9 +159,9 @@ func bodyKey(b []byte, field string) (key string, present, ok bool) {
 	return string(raw), true, true
 }
 
-// member returns the value of the last top-level member named field of the
-// JSON object b, which must be valid. It reads the object without decoding
-// it: a map of every member costs KeyStone's calls most of their time.
+// member returns the last top-level member named field of the valid JSON
+// object b without decoding it: a map of every member costs KeyStone's calls
+// most of their time.
 func member(b []byte, field string) (raw []byte, present bool) {
 	i := 1 // after '{'
 	for {
@@ -247,9 +235,8 @@ func skipValue(b []byte, i int) int {
 }
 
 // withJSONField returns a copy of the JSON object b with its top-level field
-// set to value. An absent field (present false) is inserted first and the
-// caller's bytes follow unchanged; a present one is replaced rather than
-// doubled, since parsers keep the last of two members of one name.
+// set to value: inserted first, the caller's bytes unchanged, when absent;
+// replaced, not doubled (parsers keep the last of two), when present.
 func withJSONField(b []byte, field, value string, present bool) []byte {
 	name, _ := json.Marshal(field)
 	val, _ := json.Marshal(value)
@@ -261,13 +248,9 @@ func withJSONField(b []byte, field, value string, present bool) []byte {
 		return out
 	}
 	rest := bytes.TrimLeft(b, " \t\r\n")[1:] // after '{'
-	out := make([]byte, 0, len(b)+len(name)+len(val)+2)
-	out = append(out, '{')
-	out = append(out, name...)
-	out = append(out, ':')
-	out = append(out, val...)
-	if r := bytes.TrimLeft(rest, " \t\r\n"); len(r) > 0 && r[0] != '}' {
-		out = append(out, ',')
+	sep := ","
+	if r := bytes.TrimLeft(rest, " \t\r\n"); len(r) == 0 || r[0] == '}' {
+		sep = ""
 	}
-	return append(out, rest...)
+	return slices.Concat([]byte("{"), name, []byte(":"), val, []byte(sep), rest)
 }

@@ -16,10 +16,9 @@ const maxDelaySeconds = 1 << 30
 // microseconds, and small enough that no arithmetic on it overflows.
 const maxDigits = 1 << 53
 
-// retryAfter reads a Retry-After field (RFC 9110 §10.2.3): either
-// delay-seconds (1*DIGIT) or an HTTP-date in any form http.ParseTime accepts
-// (IMF-fixdate, RFC 850, asctime). A date in the past means "now" (0). ok is
-// false when the field is absent or malformed; malformed values are ignored.
+// retryAfter reads a Retry-After field (RFC 9110 §10.2.3): delay-seconds or
+// an HTTP-date in any of its three forms, a past one meaning 0. ok is false
+// when the field is absent or malformed.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(first(h, "Retry-After"))
 	if v == "" {
@@ -57,13 +56,9 @@ func parseDigits(s string) (int64, bool) {
 	return min(n, maxDigits), true
 }
 
-// unixThreshold tells the forms of X-RateLimit-Reset apart: a value of a
-// billion or more is a unix time in seconds (any date after September 2001;
-// SmartRetry docs, Rate limits: "Unix timestamp when the window resets"), a
-// smaller one is delta-seconds (GitHub-style APIs and the IETF drafts). No
-// window lasts 31 years, and no unix time in use is that small. A value of
-// unixMilliThreshold or more is a unix time in milliseconds (any date after
-// September 2001 again), as some gateways send.
+// unixThreshold tells the forms of X-RateLimit-Reset apart: from it up, a unix
+// time (SmartRetry docs, Rate limits: "Unix timestamp when the window resets"),
+// in milliseconds from unixMilliThreshold up; below, delta-seconds (no window lasts 31 years).
 const (
 	unixThreshold      = 1_000_000_000
 	unixMilliThreshold = 1_000_000_000_000
@@ -85,15 +80,9 @@ type Signal struct {
 }
 
 // ParseSignal reads the rate-limit fields of a response header at now:
-// Retry-After (RFC 9110 §10.2.3); X-RateLimit-Limit, -Remaining and -Reset,
-// with Reset as a unix time or as delta-seconds (see unixThreshold); the
-// IETF draft's RateLimit-Limit, -Remaining and -Reset (delta-seconds,
-// draft-ietf-httpapi-ratelimit-headers-06); and the structured RateLimit
-// ("policy";r=remaining;t=seconds) and RateLimit-Policy ("policy";q=quota;w=
-// window) fields of the current draft (-07 to -11). Malformed values are
-// ignored, as the drafts require ("Malformed RateLimit header fields MUST be
-// ignored"). When several policies are given, the most restrictive one wins.
-// Throttled, Failed and OK are left to the caller.
+// Retry-After, X-RateLimit-*, and the IETF drafts' RateLimit-* and structured
+// RateLimit and RateLimit-Policy (see the README, "Pacing and overload").
+// Malformed values are ignored. Throttled, Failed and OK are left to the caller.
 func ParseSignal(h http.Header, now time.Time) Signal {
 	s := Signal{Limit: -1, Remaining: -1}
 	if !hasRateFields(h) {
@@ -102,8 +91,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 	if d, ok := retryAfter(h, now); ok {
 		s.RetryAt = now.Add(d)
 	}
-	// The X- fields first: their Reset may be a unix time.
-	fields := [...]struct {
+	fields := [...]struct { // the X- fields first: their Reset may be a unix time
 		limit, remaining, reset string
 		unix                    bool
 	}{
@@ -157,8 +145,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 }
 
 // hasRateFields reports whether h has any field ParseSignal reads: most
-// responses have none, and one pass over their few fields beats nine
-// lookups.
+// responses have none, and one pass over their few fields beats nine lookups.
 func hasRateFields(h http.Header) bool {
 	for k := range h {
 		if len(k) < 9 || (k[0] != 'R' && k[0] != 'X') {
@@ -171,11 +158,9 @@ func hasRateFields(h http.Header) bool {
 	return false
 }
 
-// bound returns s with every instant it holds a scope until (RetryAt, and
-// Reset with the limiter's margin after it) at most max after now: what a
-// provider or a gateway sends is untrusted, and no header may stop payments
-// for longer than the policy allows (Policy.MaxRetryAfter). A spent quota
-// that says no reset is spent for DefaultHold, within that bound too.
+// bound returns s with RetryAt and Reset (plus the hold margin) at most max
+// after now: no untrusted header stops payments past Policy.MaxRetryAfter. A
+// spent quota without a reset holds for DefaultHold.
 func (s Signal) bound(now time.Time, max time.Duration) Signal {
 	if s.Reset.IsZero() && (s.Remaining == 0 || s.Limit == 0) {
 		s.Reset = now.Add(pacing.DefaultHold)
@@ -209,15 +194,13 @@ func firstInt(v string) (int, bool) {
 	return int(min(n, 1<<31-1)), ok
 }
 
-// sfItem is a Structured Fields (RFC 9651) list member's integer
-// parameters; parameters of other types are checked and skipped.
+// sfItem is the integer parameters of a Structured Fields (RFC 9651) list member.
 type sfItem struct {
 	params map[string]int
 }
 
-// The grammar of RFC 9651 §3.1 for the Lists that RateLimit and
-// RateLimit-Policy are: items (an integer, decimal, string, token, byte
-// sequence or boolean) with parameters; no inner lists.
+// RFC 9651 §3.1 Lists of bare items with parameters, no inner lists: the
+// grammar of RateLimit and RateLimit-Policy.
 const (
 	sfBare  = `(?:-?[0-9]{1,15}(?:\.[0-9]{1,3})?|"(?:[ !#-\[\]-~]|\\["\\])*"|[A-Za-z*][!#-'*+\-.^_` + "`" + `|~0-9A-Za-z:/]*|:[A-Za-z0-9+/=]*:|\?[01])`
 	sfParam = `;[ ]*([a-z*][a-z0-9_\-.*]*)(?:=(` + sfBare + `))?`
@@ -230,9 +213,8 @@ var (
 	sfParamRe = regexp.MustCompile(sfParam)
 )
 
-// parseSFList parses the List members of one or more field lines. Any
-// syntax error makes the whole field malformed (ok false), as RFC 9651 §4.2
-// requires.
+// parseSFList parses the List members of one or more field lines; any syntax
+// error makes the whole field malformed (RFC 9651 §4.2).
 func parseSFList(lines []string) ([]sfItem, bool) {
 	s := strings.Join(lines, ",")
 	if len(lines) == 0 || !sfListRe.MatchString(s) {
