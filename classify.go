@@ -58,19 +58,10 @@ func (c Class) String() string {
 	return "class(" + strconv.Itoa(int(c)) + ")"
 }
 
-// Classify is the status- and transport-level default classification, before
-// any provider rule: 2xx is success, 400/401/403/404/409/422/429 and 5xx have
-// classes of their own, other statuses are [ClassOther].
-//
-// For an error it tells the request that provably never left ([ClassNetwork]:
-// dial, DNS, TLS handshake, connection refused) from one whose outcome is
-// unknown ([ClassTimeout]: time-outs, resets and EOF, which may come after the
-// provider received the request). [context.Canceled] is [ClassCanceled]; a
-// deadline is [ClassTimeout], since a base transport's own time-outs match
-// [context.DeadlineExceeded] too. It decides from error types, never from
-// error text. The Transport then classes the caller's own cancellation or
-// deadline as [ClassCanceled], and corrects Network and Timeout with what it
-// saw on the wire (see [Transport]).
+// Classify is the default classification by status, or for an error by its
+// type (never its text): [ClassNetwork] when the request provably never left,
+// [ClassCanceled] for [context.Canceled], otherwise [ClassTimeout]. See the
+// README's "Classes" for the table.
 func Classify(resp *http.Response, err error) Class {
 	if err != nil {
 		return classifyErr(err)
@@ -108,33 +99,22 @@ func classifyErr(err error) Class {
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
 	}
-	// Time-outs, resets and EOF, and a deadline: the package cannot tell
-	// the caller's deadline from a base transport's own time-out (both
-	// match context.DeadlineExceeded); the Transport can, and classes the
-	// caller's own as ClassCanceled.
+	// Time-outs, resets, EOF and deadlines (a base transport's own time-out
+	// matches context.DeadlineExceeded too): the outcome is unknown.
 	return ClassTimeout
 }
 
 // neverSent reports whether err shows, by its type, that no request was
-// written: a failed dial or name lookup, a refused connection, or a failed TLS
-// handshake.
+// written: a failed dial or name lookup, a refused connection, a failed TLS handshake.
 func neverSent(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
-		return true
-	}
-	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return true
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return true
-	}
 	var (
+		op    *net.OpError
+		dns   *net.DNSError
 		rh    tls.RecordHeaderError
 		alert tls.AlertError
 	)
-	return errors.As(err, &rh) || errors.As(err, &alert) || permanent(err)
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") || errors.As(err, &dns) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &rh) || errors.As(err, &alert) || permanent(err)
 }
 
 // permanent reports whether err is a failure that no retry mends within a
@@ -168,9 +148,8 @@ func isCompliance(code, msg string) bool {
 		strings.Contains(m, "compliance hold")
 }
 
-// replayed reports whether a response says it is the answer a provider
-// stored for the request's key, replayed (Stripe's Idempotent-Replayed:
-// true, and its variants).
+// replayed reports whether a response is a provider's stored answer for the
+// key, replayed (Idempotent-Replayed: true, and its variants).
 func replayed(h http.Header) bool {
 	for _, name := range [...]string{"Idempotent-Replayed", "Idempotency-Replayed", "X-Idempotency-Replayed"} {
 		if v, _ := lookup(h, name); strings.EqualFold(v, "true") {
@@ -180,11 +159,9 @@ func replayed(h http.Header) bool {
 	return false
 }
 
-// keyInUse reports whether a 409's code or message says that another request
-// with the same idempotency key is in flight (KeyStone API, HTTP status
-// codes: "409 Conflict: Duplicate idempotency key"; the IETF Idempotency-Key
-// draft's concurrent request), rather than a conflict with the resource's
-// state, which is definitive.
+// keyInUse reports whether a 409's code or message says that a request with
+// the same key is in flight (KeyStone API, HTTP status codes: "409 Conflict:
+// Duplicate idempotency key"), not a definitive conflict with the resource's state.
 func keyInUse(code, msg string) bool {
 	c := strings.ToUpper(code)
 	if strings.Contains(c, "IDEMPOTEN") || strings.Contains(c, "IN_PROGRESS") || strings.Contains(c, "DUPLICATE") {

@@ -3,36 +3,30 @@ package payretry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
 
 // ErrAttemptTimeout is the cause of an attempt cut short by Policy.AttemptTimeout
-// or by the end of Policy.MaxElapsedTime. errors.Is also matches it against
-// [context.DeadlineExceeded], as for any other deadline.
+// or Policy.MaxElapsedTime; errors.Is also matches [context.DeadlineExceeded].
 var ErrAttemptTimeout error = attemptTimeoutError{}
 
-// ErrBodyNotReplayable is reported (in [Attempt.Err] and as the cause of an
-// [Error] when no response was received) when a retry was needed but the request
-// body could not be sent again: it had no GetBody and was larger than
-// Policy.MaxBufferedBody. payretry never retries with an empty body.
+// ErrBodyNotReplayable is reported when a retry was needed but the body, with
+// no GetBody and larger than Policy.MaxBufferedBody, could not be sent again.
 var ErrBodyNotReplayable = errors.New("payretry: request body cannot be replayed")
 
-// ErrThrottled is the cause of an [Error] when no request was sent because
-// the provider's rate limit holds requests past the call's deadline or
-// MaxElapsedTime; Error.RetryAt says when to come back.
+// ErrThrottled is the cause of an [Error] when the provider's rate limit held
+// the request past the call's bounds, unsent; Error.RetryAt says when to come back.
 var ErrThrottled = errors.New("payretry: held by the provider's rate limit")
 
-// ErrUnavailable is the cause of an [Error] when no request was sent because
-// the provider is down (most of its last requests failed) and the call's
-// deadline came before a probe found it back.
+// ErrUnavailable is the cause of an [Error] when the provider is down and the
+// call's deadline came, unsent, before a probe found it back.
 var ErrUnavailable = errors.New("payretry: provider unavailable")
 
 // ErrCircuitOpen is the cause of an [Error] when Policy.BreakerCoolDown is set
-// and the provider is down: the request was not sent. Route it to another
-// provider or try later.
+// and the provider is down: the request was not sent.
 var ErrCircuitOpen = errors.New("payretry: circuit open")
 
 // ErrRetryBudget is the cause of an [Error] when a retry was needed but the
@@ -43,9 +37,8 @@ var ErrRetryBudget = errors.New("payretry: retry budget spent")
 // carries an empty operation id (see [WithOperation]): nothing was sent.
 var ErrEmptyOperation = errors.New("payretry: empty operation id")
 
-// ErrNotRetryable is the reason (see [Attempt].Reason) when the policy does
-// not retry the attempt's class or status, or the failure is permanent (a
-// certificate that fails verification).
+// ErrNotRetryable is the reason (see [Attempt].Reason) when the policy does not
+// retry the attempt's class or status, or the failure is permanent.
 var ErrNotRetryable = errors.New("payretry: not retryable")
 
 // ErrRetriesExhausted is the reason when Policy.MaxAttempts were made.
@@ -60,8 +53,7 @@ var ErrUnsafeRetry = errors.New("payretry: write without idempotency key may hav
 var ErrCompliance = errors.New("payretry: compliance review")
 
 // ErrWaitTooLong is the reason when the wait before a retry would pass
-// Policy.MaxRetryAfter (a provider's Retry-After), Policy.MaxElapsedTime or
-// the context's deadline.
+// Policy.MaxRetryAfter, Policy.MaxElapsedTime or the context's deadline.
 var ErrWaitTooLong = errors.New("payretry: wait too long")
 
 type attemptTimeoutError struct{}
@@ -90,10 +82,8 @@ type Error struct {
 	// OutcomeUnknown is true when the provider may have executed the operation:
 	// reconcile (webhook, lookup by IdempotencyKey) before acting again.
 	OutcomeUnknown bool
-	// RetryAt, when not zero, is when the provider may be called again
-	// (a hold that would have passed the deadline).
-	RetryAt time.Time
-	Err     error // cause; errors.Is and errors.As reach through it
+	RetryAt        time.Time // when not zero, when the provider may be called again (see ErrThrottled)
+	Err            error     // cause; errors.Is and errors.As reach through it
 }
 
 // Error returns a one-line description: provider, class, status, the
@@ -102,36 +92,28 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("payretry: ")
 	if e.Provider != "" {
-		b.WriteString(e.Provider)
-		b.WriteString(": ")
+		b.WriteString(e.Provider + ": ")
 	}
 	b.WriteString(e.Class.String())
-	if e.StatusCode != 0 || e.Code != "" {
-		b.WriteString(" (")
-		if e.StatusCode != 0 {
-			b.WriteString(strconv.Itoa(e.StatusCode))
-			if e.Code != "" {
-				b.WriteByte(' ')
-			}
-		}
-		b.WriteString(e.Code)
-		b.WriteByte(')')
+	switch {
+	case e.StatusCode != 0 && e.Code != "":
+		fmt.Fprintf(&b, " (%d %s)", e.StatusCode, e.Code)
+	case e.StatusCode != 0:
+		fmt.Fprintf(&b, " (%d)", e.StatusCode)
+	case e.Code != "":
+		b.WriteString(" (" + e.Code + ")")
 	}
 	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
+		b.WriteString(": " + e.Message)
 	}
 	if e.Attempts > 1 {
-		b.WriteString(" after ")
-		b.WriteString(strconv.Itoa(e.Attempts))
-		b.WriteString(" attempts")
+		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
 	}
 	if e.OutcomeUnknown {
 		b.WriteString(" (outcome unknown: reconcile before retrying)")
 	}
 	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(": " + e.Err.Error())
 	}
 	return b.String()
 }
@@ -139,12 +121,10 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// requestIDHeaders are the response headers that carry a provider's request id,
-// in order of preference (Verto API, Errors and Retries: Vfx-Api-Call-Id).
-var requestIDHeaders = [...]string{"Vfx-Api-Call-Id", "Request-Id", "X-Request-Id"}
-
+// requestID returns the provider's request id header, in order of preference
+// (Verto API, Errors and Retries: "Vfx-Api-Call-Id").
 func requestID(h http.Header) string {
-	for _, k := range requestIDHeaders {
+	for _, k := range [...]string{"Vfx-Api-Call-Id", "Request-Id", "X-Request-Id"} {
 		if v := h.Get(k); v != "" {
 			return v
 		}
@@ -153,12 +133,8 @@ func requestID(h http.Header) string {
 }
 
 // CheckResponse returns nil for a 2xx response and otherwise an *Error decoded
-// from it: class, status, the provider's code and message from the body (Verto
-// errorCode, SmartRetry reason_code and RFC 9457 problem+json, KeyStone detail
-// in both its shapes, ORZCash code/message), the request id and, when resp came
-// from a [Transport], the attempts, the key of the last attempt, the class as
-// refined by the policy and whether the outcome is unknown. resp.Body stays
-// readable from its start.
+// from it: the provider's code and message from the body, the request id and,
+// from a [Transport], what it knew of the call. resp.Body stays readable.
 func CheckResponse(resp *http.Response) error {
 	if resp == nil {
 		return &Error{Class: ClassOther, Message: "no response"}
@@ -193,12 +169,10 @@ func CheckResponse(resp *http.Response) error {
 // callOutcome is attached to the request of a final non-2xx response returned
 // by a Transport, so that CheckResponse can report what the transport knew.
 type callOutcome struct {
-	operation string
-	provider  string
-	class     Class
-	attempts  int
-	key       string
-	unknown   bool
+	operation, provider, key string
+	class                    Class
+	attempts                 int
+	unknown                  bool
 }
 
 type outcomeKey struct{}
