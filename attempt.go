@@ -18,17 +18,12 @@ const (
 	WaitOutage                       // the provider is down: waiting for a probe to succeed
 )
 
+var waitSourceNames = [...]string{"none", "backoff", "retry-after", "rate-limit", "outage"}
+
 // String returns "none", "backoff", "retry-after", "rate-limit" or "outage".
 func (s WaitSource) String() string {
-	switch s {
-	case WaitBackoff:
-		return "backoff"
-	case WaitRetryAfter:
-		return "retry-after"
-	case WaitRateLimit:
-		return "rate-limit"
-	case WaitOutage:
-		return "outage"
+	if s > 0 && int(s) < len(waitSourceNames) {
+		return waitSourceNames[s]
 	}
 	return "none"
 }
@@ -47,27 +42,23 @@ type Attempt struct {
 
 	Start    time.Time     // when the attempt was sent
 	Duration time.Duration // from Start until its response headers or its error
-	// Hold is how long the limiter held the attempt before it was sent (a
-	// spent quota, a token bucket, a 429's Retry-After, an outage), and
-	// HoldSource why; WaitNone when it was not held.
+	// Hold is how long the limiter held the attempt before it was sent, and
+	// HoldSource why (WaitNone when it was not held).
 	Hold       time.Duration
 	HoldSource WaitSource
 
 	Retry      bool          // another attempt follows
 	Wait       time.Duration // before the next attempt, when Retry
 	WaitSource WaitSource
-	// Reason says why no attempt follows, when Retry is false and the
-	// attempt failed: errors.Is matches one of ErrNotRetryable,
-	// ErrRetriesExhausted, ErrUnsafeRetry, ErrCompliance, ErrWaitTooLong,
-	// ErrRetryBudget, ErrBodyNotReplayable, or the context's error.
+	// Reason says why no attempt follows a failed one: errors.Is matches
+	// ErrNotRetryable, ErrRetriesExhausted, ErrUnsafeRetry, ErrCompliance,
+	// ErrWaitTooLong, ErrRetryBudget, ErrBodyNotReplayable or the context's error.
 	Reason error
-	// OutcomeUnknown is true when the attempt failed and an attempt of the
-	// call may have executed a write without a definitive answer; with
-	// Retry false, the call ends so: reconcile before acting again.
+	// OutcomeUnknown is true when the attempt failed and a write of the call
+	// may have executed; with Retry false, reconcile before acting again.
 	OutcomeUnknown bool
-	// Request is the request the attempt sent, for its context (a hook
-	// reaches the call's trace through it). It is read-only: it may be the
-	// caller's own request, or share its header.
+	// Request is the request the attempt sent, for its context; read-only, as
+	// it may be the caller's own or share its header.
 	Request *http.Request
 }
 
@@ -99,14 +90,9 @@ func (c *call) report(t *try, d decision) {
 	if !a.Retry {
 		level, msg = slog.LevelWarn, "payretry: call failed"
 	}
-	attrs := []slog.Attr{
-		slog.String("provider", a.Provider),
-		slog.Int("attempt", a.Number),
-		slog.String("method", a.Method),
-		slog.String("host", c.req.URL.Host),
-		slog.String("path", c.req.URL.Path),
-		slog.String("class", a.Class.String()),
-	}
+	attrs := []slog.Attr{slog.String("provider", a.Provider), slog.Int("attempt", a.Number),
+		slog.String("method", a.Method), slog.String("host", c.req.URL.Host), slog.String("path", c.req.URL.Path),
+		slog.String("class", a.Class.String())}
 	if a.StatusCode != 0 {
 		attrs = append(attrs, slog.Int("status", a.StatusCode))
 	}

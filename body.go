@@ -6,10 +6,8 @@ import (
 	"net/http"
 )
 
-// body is a call's request body, made replayable when it can be: through
-// the caller's GetBody, or read into memory within Policy.MaxBufferedBody
-// (always when the idempotency key goes into it). A body too large to buffer
-// is sent once, whole, and never retried.
+// body is a call's request body, replayable through the caller's GetBody or
+// from memory within Policy.MaxBufferedBody; a larger one is sent once, never retried.
 type body struct {
 	src        *http.Request // the caller's request
 	buf        []byte        // the whole body, when inMemory
@@ -18,9 +16,8 @@ type body struct {
 	replayable bool
 }
 
-// newBody prepares req's body. With mustBuffer it is read into memory
-// whatever its GetBody, within limit (a negative limit: within
-// defaultMaxBufferedBody). On an error the caller's body is closed.
+// newBody prepares req's body; with mustBuffer (the key goes into it) it is read
+// into memory whatever its GetBody. On an error the caller's body is closed.
 func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
 	b := body{src: req}
 	switch {
@@ -53,16 +50,14 @@ func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
 }
 
 // set gives r, the request of attempt n (1 for the first), its body. With
-// rewind false the base transport gets no GetBody, so that it cannot send
-// the body again on its own (Go's HTTP/2 client re-sends a request whose
-// stream the server reset with PROTOCOL_ERROR whenever it can rewind it).
+// rewind false the base transport gets no GetBody, so that it cannot re-send
+// the body on its own (Go's HTTP/2 client does after a PROTOCOL_ERROR reset).
 func (b *body) set(r *http.Request, n int, rewind bool) error {
 	switch {
 	case b.src.Body == nil || b.src.Body == http.NoBody:
 		if !rewind {
-			// Go's HTTP/2 client re-sends a request without a body on its
-			// own; not one with an empty body it cannot rewind. (HTTP/1.1
-			// then sends a POST's empty body chunked.)
+			// An empty body it cannot rewind, since Go's HTTP/2 client
+			// re-sends a request without a body on its own.
 			r.Body, r.GetBody, r.ContentLength = io.NopCloser(bytes.NewReader(nil)), nil, 0
 		}
 		return nil

@@ -3,8 +3,7 @@ package payretry
 import "sync"
 
 // retryBudget keeps retries a bounded fraction of a Transport's traffic, like
-// gRPC's retryThrottling and the AWS SDK's retry quota (see
-// Policy.RetryBudgetRatio). A nil budget is off: it always has a retry.
+// gRPC's retryThrottling (see Policy.RetryBudgetRatio). A nil budget always has a retry.
 type retryBudget struct {
 	mu           sync.Mutex
 	tokens       float64
