@@ -72,25 +72,17 @@ func Classify(resp *http.Response, err error) Class {
 	switch s := resp.StatusCode; {
 	case s >= 200 && s <= 299:
 		return ClassSuccess
-	case s == http.StatusBadRequest:
-		return ClassBadRequest
-	case s == http.StatusUnauthorized:
-		return ClassUnauthorized
-	case s == http.StatusForbidden:
-		return ClassForbidden
-	case s == http.StatusNotFound:
-		return ClassNotFound
-	case s == http.StatusConflict:
-		return ClassConflict
-	case s == http.StatusUnprocessableEntity:
-		return ClassUnprocessable
-	case s == http.StatusTooManyRequests:
-		return ClassRateLimited
 	case s >= 500 && s <= 599:
 		return ClassServerError
 	}
+	if c, ok := statusClasses[resp.StatusCode]; ok {
+		return c
+	}
 	return ClassOther
 }
+
+var statusClasses = map[int]Class{400: ClassBadRequest, 401: ClassUnauthorized, 403: ClassForbidden,
+	404: ClassNotFound, 409: ClassConflict, 422: ClassUnprocessable, 429: ClassRateLimited}
 
 func classifyErr(err error) Class {
 	switch {

@@ -17,12 +17,13 @@ var ErrAttemptTimeout error = attemptTimeoutError{}
 // no GetBody and larger than Policy.MaxBufferedBody, could not be sent again.
 var ErrBodyNotReplayable = errors.New("payretry: request body cannot be replayed")
 
-// ErrThrottled is the cause of an [Error] when the provider's rate limit held
-// the request past the call's bounds, unsent; Error.RetryAt says when to come back.
+// ErrThrottled is the cause of an [Error] when the provider's rate limit holds
+// the request past the call's deadline or MaxElapsedTime: it was not sent, and
+// Error.RetryAt says when to come back.
 var ErrThrottled = errors.New("payretry: held by the provider's rate limit")
 
 // ErrUnavailable is the cause of an [Error] when the provider is down and the
-// call's deadline came, unsent, before a probe found it back.
+// call's deadline came before a probe found it back: the request was not sent.
 var ErrUnavailable = errors.New("payretry: provider unavailable")
 
 // ErrCircuitOpen is the cause of an [Error] when Policy.BreakerCoolDown is set
@@ -58,12 +59,10 @@ var ErrWaitTooLong = errors.New("payretry: wait too long")
 
 type attemptTimeoutError struct{}
 
-func (attemptTimeoutError) Error() string   { return "payretry: attempt timed out" }
-func (attemptTimeoutError) Timeout() bool   { return true }
-func (attemptTimeoutError) Temporary() bool { return true }
-func (attemptTimeoutError) Is(target error) bool {
-	return target == context.DeadlineExceeded
-}
+func (attemptTimeoutError) Error() string        { return "payretry: attempt timed out" }
+func (attemptTimeoutError) Timeout() bool        { return true }
+func (attemptTimeoutError) Temporary() bool      { return true }
+func (attemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // Error describes a payment call that did not succeed. RoundTrip returns it
 // when no response was obtained; [CheckResponse] builds it from a non-2xx
@@ -153,12 +152,8 @@ func CheckResponse(resp *http.Response) error {
 	}
 	if resp.Request != nil {
 		if o, ok := resp.Request.Context().Value(outcomeKey{}).(*callOutcome); ok {
-			e.Provider = o.provider
-			e.Class = o.class
-			e.Attempts = o.attempts
-			e.IdempotencyKey = o.key
-			e.Operation = o.operation
-			e.OutcomeUnknown = o.unknown
+			e.Provider, e.Class, e.Attempts = o.provider, o.class, o.attempts
+			e.IdempotencyKey, e.Operation, e.OutcomeUnknown = o.key, o.operation, o.unknown
 		} else {
 			e.IdempotencyKey = resp.Request.Header.Get("Idempotency-Key")
 		}

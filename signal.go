@@ -31,10 +31,7 @@ func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	if d = t.Sub(now); d < 0 {
-		d = 0
-	}
-	return d, true
+	return max(t.Sub(now), 0), true
 }
 
 // parseDigits parses 1*DIGIT, saturating at maxDigits. Signs, spaces and
@@ -119,11 +116,7 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 	// draft-ietf-httpapi-ratelimit-headers-11 §4: RateLimit: "default";r=50;t=30
 	if items, ok := parseSFList(h["Ratelimit"]); ok {
 		for _, it := range items {
-			r, okR := it.params["r"]
-			if !okR {
-				continue
-			}
-			if s.Remaining < 0 || r < s.Remaining {
+			if r, ok := it.params["r"]; ok && (s.Remaining < 0 || r < s.Remaining) {
 				s.Remaining = r
 				if t, ok := it.params["t"]; ok {
 					s.Reset = now.Add(time.Duration(min(t, maxDelaySeconds)) * time.Second)
