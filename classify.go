@@ -105,7 +105,7 @@ func neverSent(err error) bool {
 		rh    tls.RecordHeaderError
 		alert tls.AlertError
 	)
-	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") || errors.As(err, &dns) ||
+	return (errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect")) || errors.As(err, &dns) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &rh) || errors.As(err, &alert) || permanent(err)
 }
 

@@ -160,7 +160,8 @@ func classifyKeyStone(resp *http.Response, err error) Class {
 func SmartRetry() Policy {
 	return Policy{
 		Name: "smartretry",
-		// SmartRetry docs, Rate limits: "base_delay = 1", "max_delay = 60", "Add 10% jitter", max_retries=5.
+		// SmartRetry docs, Rate limits: "base_delay = 1", "max_delay = 60", "Add 10%
+		// jitter", "max_retries=5".
 		MaxAttempts: 6, InitialInterval: time.Second, MaxInterval: 60 * time.Second,
 		Multiplier: 2, RandomizationFactor: 0.1, JitterUpOnly: true,
 		MaxElapsedTime: 2 * time.Minute, AttemptTimeout: presetAttemptTimeout, MaxRetryAfter: time.Minute,

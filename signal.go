@@ -53,9 +53,9 @@ func parseDigits(s string) (int64, bool) {
 	return min(n, maxDigits), true
 }
 
-// unixThreshold tells the forms of X-RateLimit-Reset apart: from it up, a unix
-// time (SmartRetry docs, Rate limits: "Unix timestamp when the window resets"),
-// in milliseconds from unixMilliThreshold up; below, delta-seconds (no window lasts 31 years).
+// unixThreshold tells the forms of X-RateLimit-Reset apart: below it, delta-seconds
+// (no window lasts 31 years); from it, a unix time (SmartRetry docs, Rate limits:
+// "Unix timestamp when the window resets"), in milliseconds from unixMilliThreshold.
 const (
 	unixThreshold      = 1_000_000_000
 	unixMilliThreshold = 1_000_000_000_000
