@@ -155,7 +155,7 @@ const (
 	defaultBudgetRatio     = 0.2
 	defaultBudgetBurst     = 10
 	numClasses             = int(ClassOther) + 1
-	maxLimits              = 64 // a bit each in a mask
+	maxLimits              = 64 // far more than any provider documents
 )
 
 // withDefaults returns a copy of p with zero fields set to their defaults and

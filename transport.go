@@ -141,23 +141,22 @@ type try struct {
 // scope.
 func (c *call) begin(t *Transport, req *http.Request) error {
 	*c = call{t: t, req: req, ctx: req.Context(), st: state{write: !safeMethod(req.Method)}}
-	if err := c.ctx.Err(); err != nil {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return c.fail(ClassCanceled, err)
-	}
-	c.start = t.now()
-	p := &t.p
 	op, hasOp := operation(c.ctx)
-	if hasOp && op == "" {
+	var err error
+	switch {
+	case c.ctx.Err() != nil:
+		err = c.fail(ClassCanceled, c.ctx.Err())
+	case hasOp && op == "":
+		err = c.fail(ClassOther, ErrEmptyOperation)
+	}
+	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return c.fail(ClassOther, ErrEmptyOperation)
+		return err
 	}
-	c.op = op
-	var err error
+	c.start, c.op = t.now(), op
+	p := &t.p
 	keyInBody := p.IdempotencyField != "" && c.st.write && slices.Contains(p.KeyMethods, req.Method)
 	if c.body, err = newBody(req, p.MaxBufferedBody, keyInBody); err != nil {
 		return c.fail(ClassOther, err)
