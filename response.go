@@ -7,29 +7,25 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 )
 
 const (
-	// maxErrorBody bounds how much of an error response is read to classify
-	// and decode it; the rest stays readable behind it.
+	// maxErrorBody bounds how much of an error response is read to decode it,
+	// and of a discarded one to reuse its connection.
 	maxErrorBody = 64 << 10
-	// maxDrain bounds how much of a discarded response is read so that its
-	// connection can be reused; a longer body is closed instead.
-	maxDrain = 64 << 10
-	// maxMessage bounds the provider message kept in an Error.
-	maxMessage = 512
+	maxMessage   = 512 // bounds the provider message kept in an Error
 )
 
 // peekedBody is a response body whose first bytes were read to classify and
 // decode it. Reading it yields the whole original body from its start.
 type peekedBody struct {
-	buf    []byte
-	off    int
-	rest   io.Reader // remainder of the original body; nil when buf holds all of it
-	orig   io.Closer // original body, closed at most once
-	closed bool
+	buf  []byte
+	off  int
+	rest io.Reader // remainder of the original body; nil when buf holds all of it
+	orig io.Closer // original body until closed
 }
 
 func (b *peekedBody) Read(p []byte) (int, error) {
@@ -45,14 +41,11 @@ func (b *peekedBody) Read(p []byte) (int, error) {
 }
 
 func (b *peekedBody) Close() error {
-	if b.closed {
+	orig := b.orig
+	if b.orig = nil; orig == nil {
 		return nil
 	}
-	b.closed = true
-	if b.orig == nil {
-		return nil
-	}
-	return b.orig.Close()
+	return orig.Close()
 }
 
 // errReader replays a read error after the bytes read before it.
@@ -84,10 +77,7 @@ func peekBody(resp *http.Response) []byte {
 		pb.orig = nil
 	}
 	resp.Body = pb
-	if len(buf) > maxErrorBody {
-		return buf[:maxErrorBody]
-	}
-	return buf
+	return buf[:min(len(buf), maxErrorBody)]
 }
 
 // discard drains (bounded) and closes a response that is not returned, so that
@@ -97,7 +87,7 @@ func discard(resp *http.Response) {
 		return
 	}
 	if pb, ok := resp.Body.(*peekedBody); !ok || pb.rest != nil {
-		io.CopyN(io.Discard, resp.Body, maxDrain)
+		io.CopyN(io.Discard, resp.Body, maxErrorBody)
 	}
 	resp.Body.Close()
 }
@@ -109,9 +99,8 @@ type cancelBody struct {
 }
 
 func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.done(nil)
-	return err
+	defer b.done(nil)
+	return b.ReadCloser.Close()
 }
 
 // errorBody holds the fields of the error formats of the four providers and of
@@ -126,12 +115,6 @@ type errorBody struct {
 	Title      string          `json:"title"` // RFC 9457
 	Type       string          `json:"type"`  // RFC 9457
 	Err        json.RawMessage `json:"error"` // string or {"code","message"}
-}
-
-type validationItem struct {
-	Loc  []json.RawMessage `json:"loc"`
-	Msg  string            `json:"msg"`
-	Type string            `json:"type"`
 }
 
 // decodeError extracts a provider's machine-readable code and human message
@@ -150,9 +133,7 @@ func decodeError(body []byte) (code, msg string) {
 		Message string          `json:"message"`
 	}
 	errText := rawString(v.Err)
-	if errText == "" && len(v.Err) > 0 && v.Err[0] == '{' {
-		json.Unmarshal(v.Err, &nested)
-	}
+	json.Unmarshal(v.Err, &nested) // when "error" is an object
 	code = cmp.Or(v.ErrorCode, v.ReasonCode, v.ErrorCode2, rawString(v.Code), rawString(nested.Code))
 	if code == "" && v.Type != "" && v.Type != "about:blank" {
 		code = v.Type
@@ -163,14 +144,11 @@ func decodeError(body []byte) (code, msg string) {
 
 // rawString returns a JSON string's value or a number's text.
 func rawString(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
-	}
 	var s string
+	var n json.Number
 	if json.Unmarshal(raw, &s) == nil {
 		return s
 	}
-	var n json.Number
 	if json.Unmarshal(raw, &n) == nil {
 		return n.String()
 	}
@@ -183,27 +161,24 @@ func detailText(raw json.RawMessage) string {
 	if s := rawString(raw); s != "" || len(raw) == 0 || raw[0] != '[' {
 		return s
 	}
-	var items []validationItem
+	var items []struct {
+		Loc []json.RawMessage
+		Msg string
+	}
 	if json.Unmarshal(raw, &items) != nil {
 		return ""
 	}
-	var b strings.Builder
+	parts := make([]string, len(items))
 	for i, it := range items {
-		if i > 0 {
-			b.WriteString("; ")
-		}
+		loc := make([]string, len(it.Loc))
 		for j, l := range it.Loc {
-			if j > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(rawString(l))
+			loc[j] = rawString(l)
 		}
-		if len(it.Loc) > 0 {
-			b.WriteString(": ")
+		if parts[i] = it.Msg; len(loc) > 0 {
+			parts[i] = strings.Join(loc, ".") + ": " + it.Msg
 		}
-		b.WriteString(it.Msg)
 	}
-	return b.String()
+	return strings.Join(parts, "; ")
 }
 
 // redactMessage bounds a provider message and masks runs of 12 or more
@@ -213,47 +188,16 @@ func redactMessage(s string) string {
 	if len(s) > maxMessage {
 		s = s[:maxMessage] + "..."
 	}
-	var b strings.Builder
-	masked := false
-	for i := 0; i < len(s); {
-		j, digits := digitRun(s, i)
-		switch {
-		case digits >= 12:
-			b.WriteString("[" + strconv.Itoa(digits) + " digits]")
-			masked = true
-			i = j
-		case j > i:
-			b.WriteString(s[i:j])
-			i = j
-		default:
-			b.WriteByte(s[i])
-			i++
+	return digitRunRe.ReplaceAllStringFunc(s, func(run string) string {
+		n := len(run) - strings.Count(run, " ") - strings.Count(run, "-")
+		if n < 12 {
+			return run
 		}
-	}
-	if !masked {
-		return s
-	}
-	return b.String()
+		return "[" + strconv.Itoa(n) + " digits]"
+	})
 }
 
-// digitRun returns the end of the run of digits starting at i, single spaces
-// and dashes between digits included, and how many digits it holds.
-func digitRun(s string, i int) (end, digits int) {
-	end = i
-	for k := i; k < len(s); {
-		switch c := s[k]; {
-		case c >= '0' && c <= '9':
-			digits++
-			k++
-			end = k
-		case (c == ' ' || c == '-') && digits > 0 && k+1 < len(s) && s[k+1] >= '0' && s[k+1] <= '9':
-			k++
-		default:
-			return end, digits
-		}
-	}
-	return end, digits
-}
+var digitRunRe = regexp.MustCompile(`[0-9](?:[ -]?[0-9])*`)
 
 // listDetail reports whether an error body has a list-shaped "detail", the
 // validation error format of KeyStone (KeyStone API, HTTP status codes).
