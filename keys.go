@@ -19,11 +19,7 @@ func newKey() string { return uuid.NewString() }
 // safeMethod reports whether a method is safe to send twice without a key
 // (RFC 9110 §9.2.1). PUT and DELETE are writes: a payment API may give them effects.
 func safeMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	return false
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
 }
 
 // lookup returns the first value of header field name in h and the key it is
@@ -57,23 +53,22 @@ type keys struct {
 func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 	p := &t.p
 	k := keys{kind: "operation", req: req, base: op}
-	fresh := func() string {
-		if op != "" {
-			return p.derivedKey(k.kind, req, op, 0)
-		}
-		return newKey()
-	}
 	wants := slices.Contains(p.KeyMethods, req.Method)
-	var buf [4]string
-	add := buf[:0] // header name, value pairs
+	set := func(name, value string) {
+		if k.header == nil { // a copy of the caller's; its values are shared, never modified
+			k.header = http.Header{}
+			maps.Copy(k.header, req.Header)
+		}
+		k.header[name] = []string{value}
+	}
 	switch {
 	case safeMethod(req.Method) && !wants: // sent again freely: a key decides nothing
 	case p.IdempotencyHeader != "":
 		if v, name := lookup(req.Header, p.IdempotencyHeader); v != "" {
 			k.key, k.name, k.kind, k.base = v, name, "key", v
 		} else if wants {
-			k.key, k.name = fresh(), p.IdempotencyHeader
-			add = append(add, k.name, k.key)
+			k.key, k.name = k.derive(p), p.IdempotencyHeader
+			set(k.name, k.key)
 		}
 	case p.IdempotencyField != "" && b.inMemory:
 		v, present, object := bodyKey(b.buf, p.IdempotencyField)
@@ -81,7 +76,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 		case v != "":
 			k.key, k.kind, k.base = v, "key", v
 		case object && wants:
-			k.key = fresh()
+			k.key = k.derive(p)
 			b.buf = withJSONField(b.buf, p.IdempotencyField, k.key, present)
 		}
 	case p.IdempotencyField == "":
@@ -102,16 +97,7 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 				// for each logical operation": one per operation, across calls.
 				id = p.derivedKey("correlation", nil, op, 0)
 			}
-			add = append(add, h, id)
-		}
-	}
-	if len(add) > 0 {
-		k.header = maps.Clone(req.Header) // the values are shared, never modified
-		if k.header == nil {
-			k.header = make(http.Header, len(add)/2)
-		}
-		for i := 0; i < len(add); i += 2 {
-			k.header[add[i]] = []string{add[i+1]}
+			set(h, id)
 		}
 	}
 	return k
@@ -121,21 +107,24 @@ func (t *Transport) chooseKeys(req *http.Request, b *body, op string) keys {
 // provider stored under the key (ORZCash): a resumed operation walks the same keys.
 func (t *Transport) rekey(req *http.Request, k *keys, b *body) {
 	k.n++
-	if k.base != "" {
-		k.key = t.p.derivedKey(k.kind, k.req, k.base, k.n)
-	} else {
-		k.key = newKey()
-	}
+	k.key = k.derive(&t.p)
 	if f := t.p.IdempotencyField; f != "" {
 		b.buf = withJSONField(b.buf, f, k.key, true)
 		return
 	}
-	h := k.header
-	if h == nil {
-		h = req.Header
+	if k.header == nil {
+		k.header = req.Header
 	}
-	k.header = maps.Clone(h)
+	k.header = maps.Clone(k.header)
 	k.header[k.name] = []string{k.key}
+}
+
+// derive returns the key at index n of k's chain; a random one when it has no base.
+func (k *keys) derive(p *Policy) string {
+	if k.base == "" {
+		return newKey()
+	}
+	return p.derivedKey(k.kind, k.req, k.base, k.n)
 }
 
 // bodyKey reads the key field of a JSON object body: the caller's key (a

@@ -21,9 +21,6 @@ const maxDigits = 1 << 53
 // when the field is absent or malformed.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(first(h, "Retry-After"))
-	if v == "" {
-		return 0, false
-	}
 	if secs, ok := parseDigits(v); ok {
 		return time.Duration(min(secs, maxDelaySeconds)) * time.Second, true
 	}
@@ -37,20 +34,14 @@ func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 // parseDigits parses 1*DIGIT, saturating at maxDigits. Signs, spaces and
 // fractions are not digits.
 func parseDigits(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
 	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for _, c := range []byte(s) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if n < maxDigits {
-			n = n*10 + int64(c-'0')
-		}
+		n = min(n*10+int64(c-'0'), maxDigits)
 	}
-	return min(n, maxDigits), true
+	return n, s != ""
 }
 
 // unixThreshold tells the forms of X-RateLimit-Reset apart: below it, delta-seconds
@@ -114,23 +105,21 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 		}
 	}
 	// draft-ietf-httpapi-ratelimit-headers-11 §4: RateLimit: "default";r=50;t=30
-	if items, ok := parseSFList(h["Ratelimit"]); ok {
-		for _, it := range items {
-			if r, ok := it.params["r"]; ok && (s.Remaining < 0 || r < s.Remaining) {
-				s.Remaining = r
-				if t, ok := it.params["t"]; ok {
-					s.Reset = now.Add(time.Duration(min(t, maxDelaySeconds)) * time.Second)
-				}
+	items, _ := parseSFList(h["Ratelimit"]) // nil when malformed
+	for _, it := range items {
+		if r, ok := it["r"]; ok && (s.Remaining < 0 || r < s.Remaining) {
+			s.Remaining = r
+			if t, ok := it["t"]; ok {
+				s.Reset = now.Add(time.Duration(min(t, maxDelaySeconds)) * time.Second)
 			}
 		}
 	}
 	// §3: RateLimit-Policy: "burst";q=100;w=60 — informative: the quota.
 	if s.Limit < 0 {
-		if items, ok := parseSFList(h["Ratelimit-Policy"]); ok {
-			for _, it := range items {
-				if q, ok := it.params["q"]; ok && (s.Limit < 0 || q < s.Limit) {
-					s.Limit = q
-				}
+		items, _ = parseSFList(h["Ratelimit-Policy"])
+		for _, it := range items {
+			if q, ok := it["q"]; ok && (s.Limit < 0 || q < s.Limit) {
+				s.Limit = q
 			}
 		}
 	}
@@ -141,9 +130,6 @@ func ParseSignal(h http.Header, now time.Time) Signal {
 // responses have none, and one pass over their few fields beats nine lookups.
 func hasRateFields(h http.Header) bool {
 	for k := range h {
-		if len(k) < 9 || (k[0] != 'R' && k[0] != 'X') {
-			continue
-		}
 		if k == "Retry-After" || strings.HasPrefix(k, "Ratelimit") || strings.HasPrefix(k, "X-Ratelimit-") {
 			return true
 		}
@@ -187,11 +173,6 @@ func firstInt(v string) (int, bool) {
 	return int(min(n, 1<<31-1)), ok
 }
 
-// sfItem is the integer parameters of a Structured Fields (RFC 9651) list member.
-type sfItem struct {
-	params map[string]int
-}
-
 // RFC 9651 §3.1 Lists of bare items with parameters, no inner lists: the
 // grammar of RateLimit and RateLimit-Policy.
 const (
@@ -206,22 +187,22 @@ var (
 	sfParamRe = regexp.MustCompile(sfParam)
 )
 
-// parseSFList parses the List members of one or more field lines; any syntax
-// error makes the whole field malformed (RFC 9651 §4.2).
-func parseSFList(lines []string) ([]sfItem, bool) {
+// parseSFList returns the integer parameters of each List member of one or more
+// field lines; any syntax error makes the whole field malformed (RFC 9651 §4.2).
+func parseSFList(lines []string) ([]map[string]int, bool) {
 	s := strings.Join(lines, ",")
 	if len(lines) == 0 || !sfListRe.MatchString(s) {
 		return nil, false
 	}
-	var items []sfItem
+	var items []map[string]int
 	for _, m := range sfItemRe.FindAllStringSubmatch(s, -1) {
-		it := sfItem{params: map[string]int{}}
+		params := map[string]int{}
 		for _, p := range sfParamRe.FindAllStringSubmatch(m[1], -1) {
 			if n, err := strconv.Atoi(p[2]); err == nil && n >= 0 {
-				it.params[p[1]] = n
+				params[p[1]] = n
 			}
 		}
-		items = append(items, it)
+		items = append(items, params)
 	}
 	return items, true
 }

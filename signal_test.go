@@ -139,7 +139,7 @@ func FuzzParseSFList(f *testing.F) {
 			t.Fatal("items from a malformed field")
 		}
 		for _, it := range items {
-			for _, v := range it.params {
+			for _, v := range it {
 				if v < 0 {
 					t.Fatalf("negative integer parameter in %q", s)
 				}
