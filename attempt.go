@@ -107,13 +107,11 @@ func (c *call) report(t *try, d decision) {
 	}
 	if a.Retry {
 		attrs = append(attrs, slog.Duration("wait", a.Wait), slog.String("wait_source", a.WaitSource.String()))
-	} else {
-		if a.Reason != nil {
-			attrs = append(attrs, slog.String("reason", a.Reason.Error()))
-		}
-		if a.OutcomeUnknown {
-			attrs = append(attrs, slog.Bool("outcome_unknown", true))
-		}
+	} else if a.Reason != nil {
+		attrs = append(attrs, slog.String("reason", a.Reason.Error()))
+	}
+	if a.OutcomeUnknown && !a.Retry {
+		attrs = append(attrs, slog.Bool("outcome_unknown", true))
 	}
 	l.LogAttrs(c.req.Context(), level, msg, attrs...)
 }

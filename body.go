@@ -21,10 +21,7 @@ type body struct {
 func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
 	b := body{src: req}
 	switch {
-	case req.Body == nil || req.Body == http.NoBody:
-		b.replayable = true
-		return b, nil
-	case req.GetBody != nil && !mustBuffer:
+	case req.Body == nil || req.Body == http.NoBody, req.GetBody != nil && !mustBuffer:
 		b.replayable = true
 		return b, nil
 	case limit < 0 && !mustBuffer:
@@ -55,9 +52,7 @@ func newBody(req *http.Request, limit int64, mustBuffer bool) (body, error) {
 func (b *body) set(r *http.Request, n int, rewind bool) error {
 	switch {
 	case b.src.Body == nil || b.src.Body == http.NoBody:
-		if !rewind {
-			// An empty body it cannot rewind, since Go's HTTP/2 client
-			// re-sends a request without a body on its own.
+		if !rewind { // else Go's HTTP/2 client re-sends a request without a body on its own
 			r.Body, r.GetBody, r.ContentLength = io.NopCloser(bytes.NewReader(nil)), nil, 0
 		}
 		return nil

@@ -8,17 +8,11 @@ import (
 	"github.com/google/uuid"
 )
 
-// WithOperation returns a copy of ctx that names the payment a request belongs
-// to: id is the caller's stable id for it, the same across calls, replicas and
-// restarts, such as "order-8812/charge".
-//
-//	req = req.WithContext(payretry.WithOperation(ctx, "order-8812/charge"))
-//
-// A Transport then derives the request's keys from id, per policy Name and
-// Account and per method and path, so that a restarted process sends the
-// payment with the same keys and it executes once (see the README, "Across
-// restarts"). A key set on the request still wins; an empty id is an error
-// at the call ([ErrEmptyOperation]).
+// WithOperation returns a copy of ctx naming the payment a request belongs to by
+// the caller's stable id, such as "order-8812/charge": a Transport derives the
+// request's keys from it, so a restarted process sends the same keys (see the
+// README, "Across restarts"). A key set on the request wins; an empty id fails
+// the call with [ErrEmptyOperation].
 func WithOperation(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, operationKey{}, id)
 }

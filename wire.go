@@ -6,12 +6,9 @@ import (
 	"sync/atomic"
 )
 
-// wire records what the base transport did on the wire for the attempt
-// under way, through net/http/httptrace. A request is proved never to have
-// left only when the base reported asking for a connection (so it reports
-// through httptrace at all) and never obtained one: once a connection is
-// obtained the request may be on its way, even before WroteHeaders fires
-// (HTTP/2 flushes the HEADERS frame first).
+// wire records through httptrace whether the attempt under way asked for a
+// connection and got one. Only asked-but-never-got proves nothing left: once it
+// has a connection the request may be on its way (HTTP/2 flushes HEADERS early).
 type wire struct {
 	asked, got atomic.Bool
 	hooks      httptrace.ClientTrace
