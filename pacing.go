@@ -6,14 +6,18 @@ import (
 	"time"
 )
 
+// probeYield is how much later, per attempt made, a call asks for the outage
+// probe: a failed probe costs an attempt, so the call with most left gets it.
+const probeYield = 5 * time.Millisecond
+
 // scopeFor returns the limiter scope of a request and the client-side limits
-// that apply to it.
+// that apply to it: the scope of the first matching limit with Methods or Paths.
 func (t *Transport) scopeFor(r *http.Request) (scope string, limits []Limit) {
 	scope = t.p.Name
 	for i, l := range t.p.Limits {
 		if l.matches(r) {
 			limits = append(limits, l)
-			if scope == t.p.Name && l.specific() {
+			if scope == t.p.Name && (len(l.Methods) > 0 || len(l.Paths) > 0) {
 				scope = t.scopes[i]
 			}
 		}
@@ -31,9 +35,7 @@ func (c *call) throttle(now time.Time) (time.Time, error) {
 	for {
 		d, src, err := t.p.Limiter.Take(ctx, c.scope, c.limits, now)
 		if err != nil {
-			// A shared limiter that fails must not stop payments: send
-			// unpaced, and say so.
-			c.logLimiter(err)
+			c.logLimiter(err) // a shared limiter that fails must not stop payments
 			break
 		}
 		outage = outage || src == WaitOutage
@@ -52,16 +54,12 @@ func (c *call) throttle(now time.Time) (time.Time, error) {
 			return now, e
 		}
 		if y := time.Duration(c.st.attempts) * probeYield; src == WaitOutage && d+y <= c.left(now) {
-			// A failed probe costs its call an attempt: a call asks later by
-			// probeYield per attempt made, so that the probe goes to the
-			// call with the most attempts left, within its bounds.
-			d += y
+			d += y // only within the call's bounds
 		}
 		if err := t.sleep(ctx, d); err != nil {
 			return now, c.fail(ClassCanceled, err)
 		}
-		c.hold += d
-		c.held = src
+		c.hold, c.held = c.hold+d, src
 		now = t.now()
 	}
 	// A retry is paid when it goes, unless it waited for an outage probe or
@@ -81,8 +79,7 @@ func (c *call) observe(a *try) {
 		return // says nothing about the provider now
 	case a.o.class == ClassRateLimited && a.key != "" && a.key == c.throttled:
 		// A second 429 to the same key may be the provider's stored answer
-		// replayed (ORZCash stores every response): no new evidence about
-		// the account, which its first 429 already holds.
+		// replayed (ORZCash stores every response): no new evidence.
 		return
 	case a.o.class == ClassRateLimited:
 		c.throttled = a.key
@@ -102,11 +99,9 @@ func (c *call) observe(a *try) {
 		sig.OK = true
 	}
 	if a.o.class != ClassRateLimited || sig.Remaining > 0 {
-		// A Retry-After holds the account only on a 429, and not when the
-		// same answer says the account's quota is not spent (a limit on
-		// this request, not on the account). On a 5xx it is that request's
-		// wait; on a 3xx the delay before following a redirect, on a 2xx a
-		// polling hint (RFC 9110 §10.2.3).
+		// A Retry-After holds the account only on a 429 whose quota fields do
+		// not say requests are left; otherwise it is the request's own wait or
+		// a redirect or polling hint (README "Pacing and overload").
 		sig.RetryAt = time.Time{}
 	}
 	sig = sig.bound(now, c.t.p.MaxRetryAfter)
