@@ -6,21 +6,11 @@ import (
 	"time"
 )
 
-// The adaptive rate's numbers (AIMD): see AdaptiveRate.Observe.
-const (
-	adaptiveDecrease = 0.7
-	adaptiveIncrease = 0.02
-	minAdaptive      = 1.0
-)
-
-// AdaptiveRate is the adaptive rate of one scope, the pacing that answers
-// 429s which say nothing of when to come back (no Retry-After, no reset):
-// it measures the scope's sending rate, lowers the rate below it after
-// repeated such 429s and raises it again with each success (AIMD). The
-// [NewLimiter] limiter and the redislimit module (per replica) both keep one
-// per scope, so that the rules are written once. Call Take before each
-// request (Refund if it does not go after all), Sent when it goes, and
-// Observe with each response.
+// AdaptiveRate paces a scope after repeated 429s that say nothing of when to
+// come back: it lowers the rate below the measured sending rate and raises it
+// with each success (AIMD). [NewLimiter]'s limiter and the redislimit module
+// keep one per scope. Call Take before each request (Refund if it does not go
+// after all), Sent when it goes, and Observe with each response.
 //
 // The zero value has no rate: every Take is free. It is safe for concurrent
 // use; Sent takes no lock.
@@ -37,17 +27,12 @@ type AdaptiveRate struct {
 }
 
 // Sent counts a request sent at now, to measure the sending rate. A time a
-// second or more before the current second's start starts a new second too:
-// a clock turned back makes the rate read low for a second, never stops it
-// from being measured.
+// second or more from the current second's start, even before it (a clock
+// turned back), starts a new second.
 func (a *AdaptiveRate) Sent(now time.Time) {
 	n := now.UnixNano()
 	start := a.secStart.Load()
-	d := n - start
-	if d < 0 {
-		d = -d
-	}
-	if d >= int64(time.Second) && a.secStart.CompareAndSwap(start, n) {
+	if d := max(n-start, start-n); d >= int64(time.Second) && a.secStart.CompareAndSwap(start, n) {
 		sent := a.secSent.Swap(0)
 		if d >= 2*int64(time.Second) {
 			sent = 0 // idle for a second or more, or another time line
@@ -63,10 +48,9 @@ func (a *AdaptiveRate) measured() float64 {
 }
 
 // Observe moves the rate by what a response said at now. Two 429s without
-// guidance within a second (and each further one) lower it to 0.7 of the
-// measured sending rate, or of the rate if lower, at least 1/s; each success
-// raises it by 2% until it no longer binds and is dropped. A 429 with a
-// Retry-After or a reset moves nothing: a Limiter follows those exactly.
+// guidance within a second, and each further one, lower it to 0.7 of the
+// measured rate or of the rate, at least 1/s; each success raises it by 2%
+// until it no longer binds. A 429 with a Retry-After or a reset moves nothing.
 func (a *AdaptiveRate) Observe(now time.Time, sig Signal) {
 	blind := sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero()
 	if !blind && !sig.OK {
@@ -86,10 +70,10 @@ func (a *AdaptiveRate) Observe(now time.Time, sig Signal) {
 			if a.limit > 0 {
 				m = min(m, a.limit)
 			}
-			a.set(now, max(minAdaptive, m*adaptiveDecrease))
+			a.set(now, max(1, 0.7*m))
 		}
 	case a.limit > 0:
-		next := a.limit + max(adaptiveIncrease*a.limit, 0.1)
+		next := a.limit + max(0.02*a.limit, 0.1)
 		if next > 2*a.measured()+10 {
 			next = 0 // well above the measured rate: it no longer binds
 		}

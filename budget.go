@@ -5,9 +5,8 @@ import "sync"
 // retryBudget keeps retries a bounded fraction of a Transport's traffic, like
 // gRPC's retryThrottling (see Policy.RetryBudgetRatio). A nil budget always has a retry.
 type retryBudget struct {
-	mu           sync.Mutex
-	tokens       float64
-	ratio, burst float64
+	mu                   sync.Mutex
+	tokens, ratio, burst float64
 }
 
 func newRetryBudget(ratio float64, burst int) *retryBudget {
@@ -19,12 +18,11 @@ func newRetryBudget(ratio float64, burst int) *retryBudget {
 
 // add moves the balance by d, within [0, burst].
 func (b *retryBudget) add(d float64) {
-	if b == nil {
-		return
+	if b != nil {
+		b.mu.Lock()
+		b.tokens = max(0, min(b.burst, b.tokens+d))
+		b.mu.Unlock()
 	}
-	b.mu.Lock()
-	b.tokens = max(0, min(b.burst, b.tokens+d))
-	b.mu.Unlock()
 }
 
 // earn records a first attempt.
