@@ -84,10 +84,22 @@ func (a *AdaptiveRate) Observe(now time.Time, sig Signal) {
 // set changes the rate to limit at now; the wait for the next place scales
 // with it, as a token bucket's would. Call with mu held.
 func (a *AdaptiveRate) set(now time.Time, limit float64) {
-	if wait := a.next.Sub(now); wait > 0 && limit > 0 {
-		a.next = now.Add(time.Duration(float64(wait) * a.limit / limit))
+	switch {
+	case a.limit == 0:
+		a.next = now
+	case limit > 0:
+		if wait := a.wait(now); wait > 0 {
+			a.next = now.Add(time.Duration(float64(wait) * a.limit / limit))
+		}
 	}
 	a.limit = limit
+}
+
+// wait returns how long until the next place is free at now: never more
+// than one interval, even after the clock stepped back. Call with mu held
+// and a rate set.
+func (a *AdaptiveRate) wait(now time.Time) time.Duration {
+	return min(a.next.Sub(now), time.Duration(float64(time.Second)/a.limit))
 }
 
 // Take takes a place for one request at now and returns 0, or returns how
@@ -98,7 +110,7 @@ func (a *AdaptiveRate) Take(now time.Time) time.Duration {
 	if a.limit == 0 {
 		return 0
 	}
-	if wait := a.next.Sub(now); wait > 0 {
+	if wait := a.wait(now); wait > 0 {
 		return wait
 	}
 	a.next = now.Add(time.Duration(float64(time.Second) / a.limit))

@@ -1,6 +1,7 @@
 package payretry
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -121,4 +122,52 @@ func TestAdaptiveRateMeasuresAcrossTimeLines(t *testing.T) {
 	a.Sent(t0.Add(-8800 * time.Millisecond))
 	a.Sent(t0.Add(-8800 * time.Millisecond))
 	assert.EqualValues(t, 2, a.measured())
+}
+
+// A wall clock stepped back (NTP) while a scope is adaptively paced: the
+// in-process limiter clamps Take's time to the latest it saw (notBefore,
+// which strips the monotonic reading), but Observe gets the caller's time
+// as is. AdaptiveRate.set then measures the wait to the next place from the
+// earlier time, scales that whole (clock-step-sized) wait by old/new rate,
+// and the scope stops for a fraction of the clock step (it held 26 minutes) although the adaptive rate never spaces requests more than 1/rate (at
+// most 1 s) apart. The rate.Limiter it replaced did not do this.
+func TestAdaptiveRateAfterAClockStepBackHoldsOneIntervalAtMost(t *testing.T) {
+	ctx := context.Background()
+	lim := NewLimiter()
+	const scope = "p"
+	now := t0 // a fake clock: wall time only, as notBefore's clamp gives
+	for range 20 {
+		d, _, err := lim.Take(ctx, scope, nil, now)
+		require.NoError(t, err)
+		require.Zero(t, d)
+	}
+	blind := Signal{Limit: -1, Remaining: -1, Throttled: true}
+	require.NoError(t, lim.Observe(ctx, scope, now, blind))
+	require.NoError(t, lim.Observe(ctx, scope, now, blind)) // 0.7 × 20/s = 14/s
+	d, _, err := lim.Take(ctx, scope, nil, now)
+	require.NoError(t, err)
+	require.Zero(t, d)
+
+	// The wall clock steps back an hour; a third blind 429 arrives.
+	require.NoError(t, lim.Observe(ctx, scope, now.Add(-time.Hour), blind)) // 0.7 × 14/s = 9.8/s
+
+	d, src, err := lim.Take(ctx, scope, nil, now.Add(time.Second))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, d, time.Second,
+		"an adaptive rate of 9.8/s held the scope for %v (%v)", d, src)
+}
+
+// The exported AdaptiveRate itself: a Take at a time earlier than the last
+// one (a clock stepped back, or times without a monotonic reading, e.g. a
+// redislimit caller's clock) waits the whole step, not 1/rate as the
+// rate.Limiter it replaced did.
+func TestAdaptiveRateTakeBeforeTheLastWaitsOneIntervalAtMost(t *testing.T) {
+	var a AdaptiveRate
+	blind := Signal{Limit: -1, Remaining: -1, Throttled: true}
+	a.Observe(t0, blind)
+	a.Observe(t0, blind) // 1/s: nothing measured
+	require.Equal(t, 1.0, a.Limit())
+	require.Zero(t, a.Take(t0))
+	d := a.Take(t0.Add(-time.Hour))
+	assert.LessOrEqual(t, d, time.Second, "a 1/s rate made a request wait %v", d)
 }

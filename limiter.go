@@ -36,8 +36,7 @@ func (l *Limit) matches(r *http.Request) bool {
 // shares the state across processes.
 //
 // Implementations must be safe for concurrent use. Scopes are strings such as
-// "smartretry/payment"; limits are the request's client-side limits, shared
-// between calls: an implementation must not modify them.
+// "smartretry/payment"; limits are the request's client-side limits.
 type Limiter interface {
 	// Take asks to send one request in scope at now. 0 means it may go and its
 	// place is taken; otherwise nothing is taken and the caller waits the
