@@ -244,8 +244,9 @@ func (l *localLimiter) Take(_ context.Context, scope string, limits []Limit, now
 }
 
 // takeAll takes a token from every bucket at now, or none and returns the
-// wait until each has one, at least wait. Two calls racing for the last
-// token may both lose it: the buckets err toward sending less.
+// wait until each has one, at least wait. A call that loses the last token
+// of a bucket shared with other scopes to a racing one waits for the next;
+// the tokens it took are spent: the buckets err toward sending less.
 func takeAll(buckets []*rate.Limiter, now time.Time, wait time.Duration) time.Duration {
 	for _, b := range buckets {
 		if tokens := b.TokensAt(now); tokens < 1 {
@@ -256,7 +257,9 @@ func takeAll(buckets []*rate.Limiter, now time.Time, wait time.Duration) time.Du
 		return wait
 	}
 	for _, b := range buckets {
-		b.AllowN(now, 1)
+		if !b.AllowN(now, 1) {
+			return time.Duration(math.Ceil(float64(time.Second) / float64(b.Limit())))
+		}
 	}
 	return 0
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -571,4 +573,25 @@ func Test429WithQuotaLeftHoldsOnlyItsRequest(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Empty(t, clk.Waits(), "the next call is not held")
+}
+
+// Scopes of one provider share its provider-wide bucket: calls racing in
+// several scopes for its last token send once, never more.
+func TestSharedBucketLastTokenGoesOnce(t *testing.T) {
+	for range 50 {
+		lim := NewLimiter()
+		limits := []Limit{{Name: "all", Rate: 1, Burst: 1}}
+		var sent atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				scope := fmt.Sprintf("p/s%d", i%4)
+				if d, _, err := lim.Take(context.Background(), scope, limits, t0); err == nil && d == 0 {
+					sent.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		require.Equal(t, int32(1), sent.Load(), "one token, sent %d times", sent.Load())
+	}
 }
