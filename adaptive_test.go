@@ -124,13 +124,10 @@ func TestAdaptiveRateMeasuresAcrossTimeLines(t *testing.T) {
 	assert.EqualValues(t, 2, a.measured())
 }
 
-// A wall clock stepped back (NTP) while a scope is adaptively paced: the
-// in-process limiter clamps Take's time to the latest it saw (notBefore,
-// which strips the monotonic reading), but Observe gets the caller's time
-// as is. AdaptiveRate.set then measures the wait to the next place from the
-// earlier time, scales that whole (clock-step-sized) wait by old/new rate,
-// and the scope stops for a fraction of the clock step (it held 26 minutes) although the adaptive rate never spaces requests more than 1/rate (at
-// most 1 s) apart. The rate.Limiter it replaced did not do this.
+// A wall clock stepped back (NTP) while a scope is adaptively paced: Take's
+// time is clamped to the latest it saw, Observe's is not. The adaptive rate
+// still spaces requests at most one interval apart (before the fix, an hour's
+// step held the scope 26 minutes).
 func TestAdaptiveRateAfterAClockStepBackHoldsOneIntervalAtMost(t *testing.T) {
 	ctx := context.Background()
 	lim := NewLimiter()
@@ -158,9 +155,8 @@ func TestAdaptiveRateAfterAClockStepBackHoldsOneIntervalAtMost(t *testing.T) {
 }
 
 // The exported AdaptiveRate itself: a Take at a time earlier than the last
-// one (a clock stepped back, or times without a monotonic reading, e.g. a
-// redislimit caller's clock) waits the whole step, not 1/rate as the
-// rate.Limiter it replaced did.
+// one (a clock stepped back, or a redislimit caller's clock) waits one
+// interval at most (before the fix, the whole step).
 func TestAdaptiveRateTakeBeforeTheLastWaitsOneIntervalAtMost(t *testing.T) {
 	var a AdaptiveRate
 	blind := Signal{Limit: -1, Remaining: -1, Throttled: true}

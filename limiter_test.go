@@ -552,13 +552,19 @@ func TestRepeated429ForOneKeyHoldsTheAccountOnce(t *testing.T) {
 	p.MaxAttempts = 3
 	lim := NewLimiter()
 	p.Limiter = lim
+	var clk *fakeClock
+	var held []time.Duration // the account's hold seen after each attempt
+	p.OnAttempt = func(Attempt) {
+		d, _, err := lim.Take(context.Background(), "test", nil, clk.Now())
+		require.NoError(t, err)
+		held = append(held, d)
+	}
 	tr, clk := newTestTransport(t, nil, p)
 	_, err := post(t, tr, s.URL, `{}`)
 	require.NoError(t, err)
 	assert.Equal(t, []time.Duration{2 * time.Second, 2 * time.Second}, clk.Waits(), "the call waits each Retry-After")
-	d, _, err := lim.Take(context.Background(), "test", nil, clk.Now())
-	require.NoError(t, err)
-	assert.Zero(t, d, "the account was held by the first 429 only, and that hold is over")
+	assert.Equal(t, []time.Duration{2 * time.Second, 0, 0}, held,
+		"the first 429 holds the account; its replays hold it no longer")
 }
 
 // A 429 whose own quota fields say the account has requests left holds only

@@ -121,7 +121,7 @@ func TestORZCashGateway429KeepsTheChainAcrossRestart(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, 201, resp.StatusCode)
 	}
-	pay() // K0 -> edge 429 -> K1 -> 201 (executed); the process dies before recording it
+	pay() // K0 -> edge 429 -> K0 again -> 201 (executed); the process dies before recording it
 	pay() // restart, same operation id: K0 reaches ORZCash for the first time
 	t.Logf("keys seen: %v", s.seen)
 	assert.Len(t, s.Executed(), 1, "one payment, one execution")
@@ -149,7 +149,8 @@ func TestORZCashGatewayJSON5xxIsNotORZCashs(t *testing.T) {
 			require.Len(t, keys, 2)
 			assert.Equal(t, keys[0], keys[1], "a gateway's 5xx must keep the key")
 			assert.True(t, unknown[0], "a gateway's 5xx leaves the outcome unknown")
-			_ = resp
+			resp.Body.Close()
+			assert.Equal(t, 201, resp.StatusCode, "retried with the same key")
 		})
 	}
 }
@@ -192,6 +193,8 @@ func TestCallerKeyChainWithoutIdempotencyHeader(t *testing.T) {
 		resp.Body.Close()
 		keys := s.headers("Idempotency-Key")
 		require.Len(t, keys, 2)
+		assert.Equal(t, "caller-key-1", keys[0], "the caller's key goes first")
+		assert.NotEqual(t, "caller-key-1", keys[1], "NewKey: the retry carries the chain's next key")
 		second = append(second, keys[1])
 	}
 	assert.Equal(t, second[0], second[1], "the chain from the caller's key must be the same in every process")
@@ -200,9 +203,7 @@ func TestCallerKeyChainWithoutIdempotencyHeader(t *testing.T) {
 // RefreshAuth may replace the retry's headers: the call's key and correlation
 // id are put back, so that no retry leaves without them.
 func TestRefreshAuthKeepsTheKey(t *testing.T) {
-	s := newScript(t, status(401, `{}`), func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond) // executed, answer too late
-	}, status(201, `{}`))
+	s := newScript(t, status(401, `{}`), stall, status(201, `{}`)) // the second executes, its answer too late
 	p := Verto()
 	p.AttemptTimeout = 100 * time.Millisecond
 	p.RefreshAuth = func(r *http.Request) error {
@@ -213,12 +214,16 @@ func TestRefreshAuthKeepsTheKey(t *testing.T) {
 	p.OnAttempt = func(a Attempt) { reported = append(reported, a.IdempotencyKey) }
 	tr, _ := newTestTransport(t, s.base, p)
 	resp, err := post(t, tr, s.URL, `{"amount":1}`)
-	_ = resp
-	_ = err
-	t.Logf("keys received %q; keys reported %q", s.headers("Idempotency-Key"), reported)
-	for i, k := range s.headers("Idempotency-Key")[1:] {
-		assert.NotEmpty(t, k, "attempt %d carried no key", i+2)
-	}
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	keys := s.headers("Idempotency-Key")
+	pvSame(t, keys, 3)
+	assert.Equal(t, keys, reported, "the keys reported are the keys sent")
+	corr := s.headers("Vfx-Correlation-Id")
+	require.Len(t, corr, 3)
+	assert.NotEmpty(t, corr[0])
+	assert.Equal(t, []string{corr[0], corr[0], corr[0]}, corr, "the correlation id is put back after RefreshAuth")
 }
 
 // A quota header with neither Reset nor Retry-After holds the scope no longer
@@ -236,6 +241,8 @@ func TestDefaultHoldWithinMaxRetryAfter(t *testing.T) {
 		resp.Body.Close()
 	}
 	t.Logf("holds %v", holds)
+	require.Len(t, holds, 2)
+	assert.Positive(t, holds[1], "a spent quota without a reset holds the next request")
 	assert.LessOrEqual(t, holds[1], p.MaxRetryAfter)
 }
 
@@ -261,6 +268,5 @@ func TestVerto5xxWithErrorCodeIsRetried(t *testing.T) {
 	resp, err := post(t, tr, s.URL, `{"amount":1}`)
 	require.NoError(t, err)
 	assert.Equal(t, 201, resp.StatusCode, "retried as the 5xx it is, with the same key")
-	keys := s.headers("Idempotency-Key")
-	assert.Equal(t, []string{keys[0], keys[0]}, keys)
+	pvSame(t, s.headers("Idempotency-Key"), 2)
 }
