@@ -57,22 +57,23 @@ func TestLookupFindsAnySpelling(t *testing.T) {
 	assert.Empty(t, name)
 }
 
-func TestJSONField(t *testing.T) {
+// bodyKey reads the caller's key from a JSON object body: a string's value,
+// another value's JSON text; null, "" and an absent member are none.
+func TestBodyKeyReadsTheCallersKey(t *testing.T) {
 	for _, tc := range []struct {
-		body, key string
-		ok        bool
+		body, key       string
+		present, object bool
 	}{
-		{`{"idempotency_key":"k1"}`, "k1", true},
-		{`{"idempotency_key":12345}`, "12345", true},
-		{`{"idempotency_key":{"a":1}}`, `{"a":1}`, true},
-		{`{"idempotency_key":null}`, "", false},
-		{`{"idempotency_key":""}`, "", false},
-		{`{"amount":1}`, "", false},
-		{`not json`, "", false},
+		{`{"idempotency_key":"k1"}`, "k1", true, true},
+		{`{"idempotency_key":12345}`, "12345", true, true},
+		{`{"idempotency_key":{"a":1}}`, `{"a":1}`, true, true},
+		{`{"idempotency_key":null}`, "", true, true},
+		{`{"idempotency_key":""}`, "", true, true},
+		{`{"amount":1}`, "", false, true},
+		{`not json`, "", false, false},
 	} {
-		key, _, _ := bodyKey([]byte(tc.body), "idempotency_key")
-		assert.Equal(t, tc.key, key, tc.body)
-		assert.Equal(t, tc.ok, key != "", tc.body)
+		key, present, object := bodyKey([]byte(tc.body), "idempotency_key")
+		assert.Equal(t, []any{tc.key, tc.present, tc.object}, []any{key, present, object}, tc.body)
 	}
 }
 
