@@ -53,10 +53,7 @@ func TestAttemptTimeoutConcurrentCalls(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			s := newScriptOn(t, proto, func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Query().Get("stall") != "" {
-					select {
-					case <-r.Context().Done():
-					case <-time.After(5 * time.Second):
-					}
+					stall(w, r)
 					return
 				}
 				w.WriteHeader(http.StatusOK)
