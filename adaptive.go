@@ -50,7 +50,7 @@ func (a *AdaptiveRate) measured() float64 {
 // Observe moves the rate by what a response said at now. Two 429s without
 // guidance within a second, and each further one, lower it to 0.7 of the
 // measured rate or of the rate, at least 1/s; each success raises it by 2%
-// until it no longer binds. A 429 with a Retry-After or a reset moves nothing.
+// (0.1/s at least) until it no longer binds. A 429 with a Retry-After or a reset moves nothing.
 func (a *AdaptiveRate) Observe(now time.Time, sig Signal) {
 	blind := sig.Throttled && sig.RetryAt.IsZero() && sig.Reset.IsZero()
 	if !blind && !sig.OK {
@@ -95,11 +95,14 @@ func (a *AdaptiveRate) set(now time.Time, limit float64) {
 	a.limit = limit
 }
 
-// wait returns how long until the next place is free at now: never more
-// than one interval, even after the clock stepped back. Call with mu held
-// and a rate set.
+// wait returns how long until the next place is free at now. A next place
+// more than one interval ahead belongs to another time line (the clock
+// stepped back): it is moved to now. Call with mu held and a rate set.
 func (a *AdaptiveRate) wait(now time.Time) time.Duration {
-	return min(a.next.Sub(now), time.Duration(float64(time.Second)/a.limit))
+	if a.next.Sub(now) > time.Duration(float64(time.Second)/a.limit) {
+		a.next = now
+	}
+	return a.next.Sub(now)
 }
 
 // Take takes a place for one request at now and returns 0, or returns how

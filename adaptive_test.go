@@ -166,4 +166,5 @@ func TestAdaptiveRateTakeBeforeTheLastWaitsOneIntervalAtMost(t *testing.T) {
 	require.Zero(t, a.Take(t0))
 	d := a.Take(t0.Add(-time.Hour))
 	assert.LessOrEqual(t, d, time.Second, "a 1/s rate made a request wait %v", d)
+	assert.Zero(t, a.Take(t0.Add(-time.Hour).Add(time.Second)), "one interval later the next goes: the step holds nothing")
 }
