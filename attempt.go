@@ -40,7 +40,7 @@ type Attempt struct {
 	Err            error  // transport error, when no response was received
 	IdempotencyKey string // key this attempt carried ("" if none)
 
-	Start    time.Time     // when the attempt was sent
+	Start    time.Time     // when the attempt began (the first: when the call did, unless it was held)
 	Duration time.Duration // from Start until its response headers or its error
 	// Hold is how long the limiter held the attempt before it was sent, and
 	// HoldSource why (WaitNone when it was not held).

@@ -133,7 +133,9 @@ func decodeError(body []byte) (code, msg string) {
 		Message string          `json:"message"`
 	}
 	errText := rawString(v.Err)
-	json.Unmarshal(v.Err, &nested) // when "error" is an object
+	if len(v.Err) > 0 && v.Err[0] == '{' {
+		json.Unmarshal(v.Err, &nested)
+	}
 	code = cmp.Or(v.ErrorCode, v.ReasonCode, v.ErrorCode2, rawString(v.Code), rawString(nested.Code))
 	if code == "" && v.Type != "" && v.Type != "about:blank" {
 		code = v.Type

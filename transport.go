@@ -19,8 +19,8 @@ import (
 // got a response, of any status, it is returned with a nil error and a
 // readable body (use [CheckResponse] to turn a non-2xx one into an [*Error]);
 // resp.Request is the request of the final attempt (the caller's own when it
-// went as it was), so its header shows the key it carried; its context is the
-// caller's. When no response was obtained, RoundTrip returns nil and an
+// went as it was), so its header shows the key it carried; its context derives
+// from the caller's. When no response was obtained, RoundTrip returns nil and an
 // [*Error] whose OutcomeUnknown says whether a write may have reached the
 // provider.
 //
@@ -189,8 +189,7 @@ func (c *call) send(last *try, now time.Time) (*try, error) {
 		timer = t.timeouts.add(d, a.cancel)
 	}
 	a.req = c.req
-	if ctx != c.req.Context() || c.k.header != nil || c.body.inMemory || c.body.first != nil ||
-		a.n > 1 || !c.rewind {
+	if ctx != c.req.Context() || !c.asIs() || a.n > 1 { // a write's context is traced: always its own request
 		a.req = c.req.WithContext(ctx)
 		if c.k.header != nil {
 			a.req.Header = c.k.header
@@ -380,19 +379,21 @@ func (c *call) respond(a *try) *http.Response {
 		onClose(resp, a.cancel)
 	}
 	switch {
-	case resp.Request == nil:
 	case a.o.class != ClassSuccess:
 		info := &callOutcome{provider: c.t.p.Name, class: a.o.class, attempts: c.sends, key: a.key,
 			operation: c.op, unknown: c.st.write && c.st.unknown}
 		resp.Request = resp.Request.WithContext(context.WithValue(c.req.Context(), outcomeKey{}, info))
 	case resp.Request.Context() == c.req.Context():
-	case c.k.header == nil && !c.body.inMemory && c.body.first == nil:
+	case c.asIs():
 		resp.Request = c.req // the attempt's request was the caller's but for its context
 	default:
 		resp.Request = resp.Request.WithContext(c.req.Context())
 	}
 	return resp
 }
+
+// asIs reports whether the attempts carry the caller's own header and body.
+func (c *call) asIs() bool { return c.k.header == nil && !c.body.inMemory && c.body.first == nil }
 
 // fail builds the error returned when no response was obtained.
 func (c *call) fail(class Class, err error) *Error {
