@@ -217,7 +217,7 @@ func skipValue(b []byte, i int) int {
 			}
 		}
 	}
-	for i < len(b) && bytes.IndexByte([]byte(",}] \t\r\n"), b[i]) < 0 {
+	for i < len(b) && strings.IndexByte(",}] \t\r\n", b[i]) < 0 {
 		i++ // a number, true, false or null
 	}
 	return i

@@ -308,7 +308,8 @@ func (c *call) refreshAuth() error {
 	if r.Header == nil {
 		r.Header = http.Header{}
 	}
-	for name, v := range map[string]string{c.k.name: c.k.key, corrName: corr} {
+	for _, kv := range [...][2]string{{c.k.name, c.k.key}, {corrName, corr}} {
+		name, v := kv[0], kv[1]
 		if name == "" || v == "" {
 			continue
 		}
